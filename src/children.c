@@ -1,0 +1,86 @@
+/*
+ * children.c: the parent's table of live children: who they serve, since
+ * when, and how many serve one source.  A flat array: the common case is a
+ * few dozen children, and even 10,000 cost microseconds to scan.
+ */
+#include <sys/types.h>
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srvexample.h"
+
+/* Record a new child; -1 (logged) when memory is short. */
+int
+children_add(struct children *t, pid_t pid, const struct addrmask *source,
+    const char *ip, int64_t now)
+{
+	struct child	*c;
+	size_t		 cap;
+
+	if (t->n == t->cap) {
+		cap = t->cap == 0 ? 64 : t->cap * 2;
+		if ((c = reallocarray(t->v, cap, sizeof(*c))) == NULL) {
+			log_warn("children table");
+			return -1;
+		}
+		t->v = c;
+		t->cap = cap;
+	}
+	c = &t->v[t->n++];
+	c->pid = pid;
+	c->source = *source;
+	strlcpy(c->ip, ip, sizeof(c->ip));
+	c->start = now;
+	c->signalled = 0;
+	return 0;
+}
+
+/* Forget the child pid, copying its record to out; -1 if it is not ours. */
+int
+children_remove(struct children *t, pid_t pid, struct child *out)
+{
+	size_t	 i;
+
+	for (i = t->n; i-- > 0;) {
+		if (t->v[i].pid != pid)
+			continue;
+		*out = t->v[i];
+		t->v[i] = t->v[--t->n];
+		return 0;
+	}
+	return -1;
+}
+
+/* How many live children serve source (compared as masked networks). */
+size_t
+children_count_source(const struct children *t, const struct addrmask *source)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < t->n; i++)
+		if (t->v[i].source.family == source->family &&
+		    memcmp(t->v[i].source.addr, source->addr, 16) == 0)
+			n++;
+	return n;
+}
+
+/* Send sig to every child, marking them so their death is not a crash. */
+void
+children_signal_all(struct children *t, int sig)
+{
+	size_t	 i;
+
+	for (i = 0; i < t->n; i++) {
+		t->v[i].signalled = 1;
+		kill(t->v[i].pid, sig);
+	}
+}
+
+void
+children_free(struct children *t)
+{
+	free(t->v);
+	memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,145 @@
+/*
+ * control.c: what the operator's signals do besides stopping: SIGHUP
+ * re-reads the configuration, SIGUSR1 reports the counters.
+ */
+#include <sys/types.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "srvexample.h"
+
+/* Are two optional strings equal? */
+static int
+same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Are the listen lists equal? */
+static int
+same_listen(const struct conf *a, const struct conf *b)
+{
+	int	 i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i], b->listen[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* Swap two string pointers. */
+static void
+swap_str(char **a, char **b)
+{
+	char	*t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/*
+ * Keep the running values of keywords that only a restart can change, and say
+ * so for each that the new file changes.
+ */
+static void
+keep_restart_only(struct conf *old, struct conf *new)
+{
+	struct conf	 t;
+
+	if (!same_listen(old, new) || old->port != new->port ||
+	    old->reuse_port != new->reuse_port || old->backlog != new->backlog)
+		log_warnx("listen, port, backlog or reuse-port changed: takes "
+		    "effect after a restart");
+	if (!same_str(old->user, new->user) || !same_str(old->group, new->group) ||
+	    !same_str(old->chroot, new->chroot) ||
+	    !same_str(old->pidfile, new->pidfile))
+		log_warnx("user, group, chroot or pidfile changed: takes effect "
+		    "after a restart");
+	memcpy(t.listen, new->listen, sizeof(t.listen));
+	memcpy(new->listen, old->listen, sizeof(new->listen));
+	memcpy(old->listen, t.listen, sizeof(old->listen));
+	t.nlisten = new->nlisten;
+	new->nlisten = old->nlisten;
+	old->nlisten = t.nlisten;
+	new->port = old->port;
+	new->reuse_port = old->reuse_port;
+	new->backlog = old->backlog;
+	swap_str(&old->user, &new->user);
+	swap_str(&old->group, &new->group);
+	swap_str(&old->chroot, &new->chroot);
+	swap_str(&old->pidfile, &new->pidfile);
+}
+
+/* The monotonic clock in microseconds, for MONOTONIC_USEC. */
+static unsigned long long
+monotonic_usec(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * SIGHUP: read the configuration again.  Limits, timeouts, logging and access
+ * rules apply to new clients; an invalid file changes nothing.  *buf is the
+ * children's line buffer, resized when max-line changes.
+ */
+void
+control_reload(struct server_ctx *ctx, char **buf)
+{
+	struct conf	 new;
+	char		*nbuf;
+
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", monotonic_usec());
+	log_info("reloading configuration");
+	if (conf_load(ctx->source, &new) == -1) {
+		log_warnx("reload failed, keeping the running configuration");
+		notify_send("READY=1");
+		return;
+	}
+	if (new.log == LOG_SINK_DEFAULT)
+		new.log = ctx->foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG;
+	if (new.max_line != ctx->conf->max_line) {
+		if ((nbuf = malloc(session_bufsize(new.max_line))) == NULL) {
+			log_warn("reload failed, keeping the running configuration");
+			conf_clear(&new);
+			notify_send("READY=1");
+			return;
+		}
+		free(*buf);
+		*buf = nbuf;
+	}
+	keep_restart_only(ctx->conf, &new);
+	if (new.log != ctx->conf->log || new.log_facility != ctx->conf->log_facility)
+		log_init(new.log, new.log_facility, 0);
+	conf_clear(ctx->conf);
+	*ctx->conf = new;
+	log_info("configuration reloaded");
+	notify_send("READY=1");
+}
+
+/* SIGUSR1: one log line of counters, also sent to systemd as STATUS=. */
+void
+control_stats(const struct stats *st, size_t active)
+{
+	char		 line[512];
+	unsigned long	 refused;
+
+	refused = st->refused_limit + st->refused_penalty + st->refused_busy;
+	snprintf(line, sizeof(line), "served=%lu active=%zu eof=%lu timeouts=%lu "
+	    "too-long=%lu errors=%lu refused=%lu (max-per-source=%lu "
+	    "crash-penalty=%lu busy=%lu) denied=%lu crashed=%lu",
+	    st->outcome[OUTCOME_OK], active, st->outcome[OUTCOME_EOF],
+	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
+	    st->outcome[OUTCOME_ERROR], refused, st->refused_limit,
+	    st->refused_penalty, st->refused_busy, st->outcome[OUTCOME_DENIED],
+	    st->crashed);
+	log_info("stats: %s", line);
+	notify_send("STATUS=%s", line);
+}

@@ -1,0 +1,47 @@
+/*
+ * inetd.c: -i, serve the one client already connected on standard input
+ * (inetd, xinetd, tcpserver, systemd Accept=yes) with the same protocol and
+ * limits, then exit.  No listening, no forking.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "srvexample.h"
+
+/* Serve the client on fd 0 and exit; returns only on a setup error. */
+int
+inetd_serve(const struct conf *c, const struct privdrop *pd)
+{
+	struct sockaddr_storage	 ss;
+	struct addrmask		 host;
+	struct child_ctx	 cx;
+	socklen_t		 len = sizeof(ss);
+	char			*buf;
+
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) == -1) {
+		log_warn("-i: standard input is not a connected socket");
+		return -1;
+	}
+	addr_normalize(&ss);
+	if (privdrop_apply(pd, c->chroot) == -1 || sandbox_prepare() == -1)
+		return -1;
+	addr_from_sockaddr(&ss, &host);
+	if (c->nacl > 0 && !conf_acl_allows(c, &host)) {
+		log_info("denied client from inetd, closing");
+		session_linger(STDIN_FILENO);
+		_exit(OUTCOME_DENIED);
+	}
+	if ((buf = malloc(session_bufsize(c->max_line))) == NULL) {
+		log_warn("malloc");
+		return -1;
+	}
+	cx.fd = STDIN_FILENO;
+	cx.peer = &ss;
+	cx.conf = c;
+	cx.buf = buf;
+	cx.start = clock_ms();
+	child_main(&cx);
+}

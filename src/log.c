@@ -1,0 +1,256 @@
+/*
+ * log.c: logging to stderr (-d) or to syslog, OpenBSD style.
+ *
+ * The syslog client is our own: one datagram socket to /dev/log, opened
+ * before chroot and the sandbox, written with MSG_DONTWAIT so that a stuck or
+ * missing syslog daemon never blocks serving.  stderr is made non-blocking
+ * (unless it is a terminal) for the same reason, and write errors are ignored.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "srvexample.h"
+
+#define LOG_LINE_MAX	1024
+
+static int	 log_to_stderr = 1;
+static int	 log_stderr_prefix = 1;	/* "srvexample: " before -d logging */
+static int	 log_to_syslog;
+static int	 log_syslog_fd = -1;
+static int	 log_facility = LOG_DAEMON;
+static int	 log_verbose;
+static int	 log_stderr_is_file;	/* children must be able to write it */
+static pid_t	 log_pid;
+
+/* Connect the syslog socket; a missing syslog is not an error. */
+static void
+syslog_connect(void)
+{
+	struct sockaddr_un	 sun = { .sun_family = AF_UNIX };
+
+	if (log_syslog_fd == -1 &&
+	    (log_syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	strlcpy(sun.sun_path, _PATH_LOG, sizeof(sun.sun_path));
+	(void)connect(log_syslog_fd, (struct sockaddr *)&sun, sizeof(sun));
+}
+
+/*
+ * Set up logging: to stderr, to syslog, or during a detaching startup to both
+ * (both = 1) so that startup errors reach the terminal too.
+ */
+void
+log_init(enum log_sink sink, int facility, int both)
+{
+	struct stat	 st;
+
+	log_pid = getpid();
+	log_facility = facility;
+	log_to_stderr = sink == LOG_SINK_STDERR || both;
+	log_to_syslog = sink == LOG_SINK_SYSLOG;
+	log_stderr_prefix = both;
+	if (log_to_syslog) {
+		tzset();
+		syslog_connect();
+	}
+	log_stderr_is_file = log_to_stderr && fstat(STDERR_FILENO, &st) == 0 &&
+	    S_ISREG(st.st_mode);
+	if (log_to_stderr && !isatty(STDERR_FILENO))
+		(void)fcntl(STDERR_FILENO, F_SETFL,
+		    fcntl(STDERR_FILENO, F_GETFL) | O_NONBLOCK);
+}
+
+/* After daemon(3): stdio is /dev/null, keep syslog only. */
+void
+log_detached(void)
+{
+	log_pid = getpid();
+	if (log_to_syslog)
+		log_to_stderr = 0;
+}
+
+/* In a new child: log with its own pid. */
+void
+log_postfork(void)
+{
+	log_pid = getpid();
+}
+
+/* Does the log go to a regular file (so RLIMIT_FSIZE must stay)? */
+int
+log_to_file(void)
+{
+	return log_stderr_is_file;
+}
+
+/* The syslog descriptor (children keep it open), or -1. */
+int
+log_fd(void)
+{
+	return log_to_syslog ? log_syslog_fd : -1;
+}
+
+void
+log_setverbose(int v)
+{
+	log_verbose = v;
+}
+
+int
+log_getverbose(void)
+{
+	return log_verbose;
+}
+
+/* Send one formatted message to the sinks. */
+static void
+log_emit(int pri, const char *msg)
+{
+	char		 line[LOG_LINE_MAX + 64], stamp[32];
+	struct tm	 tm;
+	time_t		 now;
+	int		 n;
+
+	if (log_to_stderr) {
+		n = snprintf(line, sizeof(line), "%s%s\n",
+		    log_stderr_prefix ? SE_NAME ": " : "", msg);
+		if (n > (int)sizeof(line) - 1)
+			n = sizeof(line) - 1, line[n - 1] = '\n';
+		(void)write(STDERR_FILENO, line, n);
+	}
+	if (!log_to_syslog || log_syslog_fd == -1)
+		return;
+	now = time(NULL);
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm) == 0)
+		stamp[0] = '\0';
+	n = snprintf(line, sizeof(line), "<%d>%s %s[%ld]: %s",
+	    log_facility | pri, stamp, SE_NAME, (long)log_pid, msg);
+	if (n > (int)sizeof(line) - 1)
+		n = sizeof(line) - 1;
+	(void)send(log_syslog_fd, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* Format and emit; with errno_too append ": strerror(saved errno)". */
+static void
+log_vmsg(int pri, int errno_too, const char *fmt, va_list ap)
+{
+	char	 msg[LOG_LINE_MAX];
+	int	 saved = errno;
+	size_t	 len;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (errno_too) {
+		len = strlen(msg);
+		snprintf(msg + len, sizeof(msg) - len, ": %s", strerror(saved));
+	}
+	log_emit(pri, msg);
+	errno = saved;
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_ERR, 1, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_ERR, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_INFO, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (log_verbose == 0)
+		return;
+	va_start(ap, fmt);
+	log_vmsg(LOG_DEBUG, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_CRIT, 1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_CRIT, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+/*
+ * Make untrusted bytes printable for a log line: "\xHH" for control, non-ASCII,
+ * quote and backslash bytes; at most 64 input bytes, "..." when cut.  Written
+ * here rather than with strnvisx(3), which allocates: children call this
+ * inside the sandbox.
+ */
+void
+log_escape(char *dst, size_t dstlen, const void *src, size_t len)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = src;
+	size_t			 i, o = 0, cut = len > 64 ? 64 : len;
+
+	if (dstlen == 0)
+		return;
+	for (i = 0; i < cut && o + 8 < dstlen; i++) {
+		if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\' && p[i] != '"') {
+			dst[o++] = p[i];
+			continue;
+		}
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[p[i] >> 4];
+		dst[o++] = hex[p[i] & 0xf];
+	}
+	if (i < len && o + 4 <= dstlen) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o] = '\0';
+}

@@ -1,0 +1,245 @@
+/*
+ * srvexample: a fork-per-connection daemon that answers each client's first
+ * line with "You said:" and that line.  main() is the startup sequence:
+ * flags, configuration, -n, listen, log, privilege drop, detach, serve.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <err.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "srvexample.h"
+
+#define MAX_LISTENERS	(CONF_MAX_LISTEN * 2)
+
+extern char **environ;
+
+struct options {
+	int		 foreground;	/* -d */
+	int		 inetd;		/* -i */
+	int		 check;		/* -n */
+	int		 verbose;	/* -v */
+	struct conf_source src;
+};
+
+/* Print the usage line to f and exit with status. */
+static void __attribute__((noreturn))
+usage(FILE *f, int status)
+{
+	fprintf(f, "usage: %s [-dhinVv] [-f file] [-l address] "
+	    "[-o keyword=value] [-p port] [-u user]\n", SE_NAME);
+	exit(status);
+}
+
+/* Keep a -o override (or a -l, -p, -u shorthand) for conf_load. */
+static void
+add_override(struct options *o, const char *keyword, const char *value)
+{
+	char	*s;
+
+	if (keyword != NULL) {
+		if (asprintf(&s, "%s=%s", keyword, value) == -1)
+			err(1, "asprintf");
+	} else if ((s = strdup(value)) == NULL)
+		err(1, "strdup");
+	o->src.overrides = reallocarray(o->src.overrides, o->src.noverrides + 1,
+	    sizeof(char *));
+	if (o->src.overrides == NULL)
+		err(1, "reallocarray");
+	o->src.overrides[o->src.noverrides++] = s;
+}
+
+/* Parse the command line into o. */
+static void
+parse_flags(int argc, char *argv[], struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int	 ch;
+
+	memset(o, 0, sizeof(*o));
+	o->src.path = SYSCONFDIR "/" SE_NAME ".conf";
+	o->src.dirfd = -1;
+	while ((ch = getopt_long(argc, argv, "df:hil:no:p:u:Vv", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'd': o->foreground = 1; break;
+		case 'f': o->src.path = optarg; o->src.explicit_path = 1; break;
+		case 'h': usage(stdout, 0);
+		case 'i': o->inetd = 1; break;
+		case 'l': add_override(o, "listen", optarg); break;
+		case 'n': o->check = 1; break;
+		case 'o': add_override(o, NULL, optarg); break;
+		case 'p': add_override(o, "port", optarg); break;
+		case 'u': add_override(o, "user", optarg); break;
+		case 'V': printf("%s %s\n", SE_NAME, PACKAGE_VERSION); exit(0);
+		case 'v': o->verbose++; break;
+		default: usage(stderr, 1);
+		}
+	}
+	if (optind != argc)
+		usage(stderr, 1);
+}
+
+/*
+ * Open the configuration file's directory now, so that SIGHUP can read the
+ * file again after chroot; children close it.
+ */
+static void
+open_conf_dir(struct conf_source *src)
+{
+	static char	 dir[PATH_MAX], base[PATH_MAX];
+
+	strlcpy(dir, src->path, sizeof(dir));
+	strlcpy(base, src->path, sizeof(base));
+	src->base = basename(base);
+	src->dirfd = open(dirname(dir), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Make sure fds 0, 1 and 2 are open, so no socket can become stderr. */
+static void
+sanitize_stdio(void)
+{
+	int	 fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) != -1 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+}
+
+/* -n: check what a start would need, print the result. */
+static int __attribute__((noreturn))
+check_only(const struct options *o, const struct conf *c)
+{
+	struct privdrop	 pd;
+
+	if (privdrop_lookup(c, &pd) == -1 ||
+	    (c->chroot != NULL && privdrop_check_chroot(c->chroot) == -1))
+		exit(1);
+	if (o->verbose)
+		conf_print(c);
+	fprintf(stderr, "configuration OK\n");
+	exit(0);
+}
+
+/* Bounded reverse lookups: one second per name server, one try each. */
+static void
+resolver_setup(void)
+{
+	const char	*old = getenv("RES_OPTIONS");
+	char		 opts[256];
+
+	snprintf(opts, sizeof(opts), "timeout:1 attempts:1%s%s",
+	    old ? " " : "", old ? old : "");
+	setenv("RES_OPTIONS", opts, 1);
+}
+
+/* Name the parent after its listeners: "listening on 127.0.0.1:3456 ...". */
+static void
+title_parent(const int *lfd, int n)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	char			 title[256], a[INET6_ADDRSTRLEN];
+	int			 i;
+	size_t			 off;
+
+	off = strlcpy(title, "listening on", sizeof(title));
+	for (i = 0; i < n && off < sizeof(title); i++) {
+		len = sizeof(ss);
+		if (getsockname(lfd[i], (struct sockaddr *)&ss, &len) == -1)
+			continue;
+		addr_ntop(&ss, a, sizeof(a));
+		off += snprintf(title + off, sizeof(title) - off,
+		    ss.ss_family == AF_INET6 ? " [%s]:%d" : " %s:%d", a,
+		    addr_port(&ss));
+	}
+	setproctitle("%s", title);
+}
+
+/* Open the listeners: from systemd when socket-activated, else as configured. */
+static int
+open_listeners(const struct conf *c, int *lfd)
+{
+	int	 n;
+
+	if ((n = listen_inherited(lfd, MAX_LISTENERS)) != 0) {
+		if (n > 0 && (c->nlisten > 0 || c->port != 3456))
+			log_info("socket activation: listen and port are ignored");
+		return n;
+	}
+	return listen_open(c, lfd, MAX_LISTENERS);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct options		 o;
+	struct conf		 conf;
+	struct privdrop		 pd;
+	struct pidfile		*pf = NULL;
+	struct server_ctx	 ctx;
+	int			 lfd[MAX_LISTENERS], nlfd;
+
+	setproctitle_init(argc, argv, environ);
+	closefrom(3 + listen_inherited_count());
+	sanitize_stdio();
+	signal(SIGPIPE, SIG_IGN);
+	parse_flags(argc, argv, &o);
+	if (o.inetd)			/* stdio is the client: never log there */
+		log_init(LOG_SINK_SYSLOG, LOG_DAEMON, 0);
+	log_setverbose(o.verbose);
+	open_conf_dir(&o.src);
+	if (conf_load(&o.src, &conf) == -1)
+		exit(1);
+	if (conf.log == LOG_SINK_DEFAULT)
+		conf.log = o.foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG;
+	if (o.check)
+		check_only(&o, &conf);
+	if (privdrop_lookup(&conf, &pd) == -1 ||
+	    (conf.chroot != NULL && privdrop_check_chroot(conf.chroot) == -1))
+		exit(1);
+	log_init(conf.log, conf.log_facility, !o.foreground && !o.inetd &&
+	    conf.log == LOG_SINK_SYSLOG);
+	if (conf.resolve)
+		resolver_setup();
+	if (o.inetd)
+		exit(inetd_serve(&conf, &pd) == -1 ? 1 : 0);
+	if ((nlfd = open_listeners(&conf, lfd)) <= 0) {
+		if (nlfd == 0)
+			log_warnx("no address to listen on");
+		exit(1);
+	}
+	notify_init();
+	if (!o.foreground && conf.pidfile != NULL &&
+	    (pf = daemon_pidfile_open(conf.pidfile, &pd)) == NULL)
+		exit(1);
+	if (privdrop_apply(&pd, conf.chroot) == -1 || sandbox_prepare() == -1)
+		exit(1);
+	if (!o.foreground)
+		daemon_detach(pf);
+	title_parent(lfd, nlfd);
+	log_info("ready: %s %s, pid %ld%s", SE_NAME, PACKAGE_VERSION,
+	    (long)getpid(), sandbox_active() ? ", children sandboxed" : "");
+	notify_send("READY=1\nMAINPID=%ld", (long)getpid());
+	ctx = (struct server_ctx){ &conf, &o.src, lfd, nlfd, o.foreground };
+	if (server_run(&ctx) == -1)
+		exit(1);
+	daemon_pidfile_remove(pf);
+	return 0;
+}

@@ -1,0 +1,443 @@
+/*
+ * server.c: the parent's loop: wait, accept, apply the limits, fork, reap.
+ *
+ * Signals are blocked for good and read from a signalfd that sits in the
+ * poll set beside the listeners.  So no signal is ever lost between a check
+ * and the wait, and none can starve: a ppoll() whose descriptors are already
+ * ready returns without delivering pending signals, but a signalfd is just
+ * one more ready descriptor, handled in the same pass as the others.
+ */
+#include <sys/types.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "srvexample.h"
+
+#define PAUSE_MIN_MS	100	/* accepting paused after a resource error */
+#define PAUSE_MAX_MS	1000
+#define ACCEPT_BATCH	32	/* accepts per listener per wakeup */
+#define KILL_AFTER_MS	2000	/* SIGKILL stragglers this long after SIGTERM */
+
+#define ERR_PER_SOURCE	"Error: too many connections from your address\n"
+#define ERR_PENALTY	"Error: try again later\n"
+#define ERR_BUSY	"Error: server busy\n"
+
+struct server {
+	struct server_ctx	*ctx;
+	struct conf		*conf;
+	int			 sigfd;
+	int			 reservefd;	/* given up when descriptors run out */
+	struct children		 kids;
+	struct penalty		 pen;
+	struct lingers		 lingers;
+	struct stats		 st;
+	char			*buf;		/* the children's line buffer */
+	int64_t			 paused_until;
+	int			 pause_ms;
+	int			 stopping;
+	int64_t			 stop_deadline;
+	int			 terminated;	/* SIGTERM sent to children */
+	struct ratelimit	 rl_accept, rl_fork, rl_refused, rl_crash;
+};
+
+/* Block the handled signals and open the signalfd that reports them. */
+static int
+signals_setup(struct server *s)
+{
+	sigset_t	 set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
+	    (s->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
+		log_warn("signalfd");
+		return -1;
+	}
+	return 0;
+}
+
+/* Log one refusal or denial record, rate-limited. */
+static void
+log_refusal(struct server *s, const struct sockaddr_storage *ss,
+    const char *outcome, const char *reason, int64_t now)
+{
+	char		 ip[INET6_ADDRSTRLEN];
+	unsigned long	 held;
+
+	if (!ratelimit_allow(&s->rl_refused, now, &held))
+		return;
+	log_info("end client=%s port=%d pid=%ld outcome=%s%s%s in=0 out=0 "
+	    "duration=0.000%s", addr_ntop(ss, ip, sizeof(ip)), addr_port(ss),
+	    (long)getpid(), outcome, reason ? " reason=" : "", reason ? reason : "",
+	    held ? " (more refusals not logged)" : "");
+	if (held)
+		log_info("%lu refusals were not logged", held);
+}
+
+/* Refuse a client with one error line, then close lingering. */
+static void
+refuse(struct server *s, int fd, const struct sockaddr_storage *ss,
+    const char *line, const char *reason, int64_t now)
+{
+	(void)send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+	linger_start(&s->lingers, fd, now);
+	log_refusal(s, ss, "refused", reason, now);
+}
+
+/* Stop accepting for a while after a resource error, backing off. */
+static void
+pause_accepting(struct server *s, int64_t now)
+{
+	s->pause_ms = s->pause_ms == 0 ? PAUSE_MIN_MS :
+	    s->pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : s->pause_ms * 2;
+	s->paused_until = now + s->pause_ms;
+}
+
+/* Account for one dead child. */
+static void
+child_died(struct server *s, const struct child *c, int status, int64_t now)
+{
+	unsigned long	 held;
+	int		 sig, code;
+
+	if (WIFEXITED(status)) {
+		code = WEXITSTATUS(status);
+		s->st.outcome[code < OUTCOME_MAX ? code : OUTCOME_ERROR]++;
+		return;
+	}
+	sig = WTERMSIG(status);
+	if (sig == SIGALRM) {		/* its watchdog: the deadline passed */
+		s->st.outcome[OUTCOME_TIMEOUT]++;
+		log_info("child %ld (client %s) stopped by its watchdog",
+		    (long)c->pid, c->ip);
+		return;
+	}
+	if (c->signalled) {
+		s->st.outcome[OUTCOME_ERROR]++;
+		return;
+	}
+	s->st.crashed++;
+	if (s->conf->crash_penalty > 0)
+		penalty_add(&s->pen, &c->source, now + s->conf->crash_penalty * 1000LL);
+	if (ratelimit_allow(&s->rl_crash, now, &held))
+		log_warnx("child %ld (client %s) killed by signal SIG%s, refusing "
+		    "%s for %d s%s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,
+		    s->conf->crash_penalty, held ? " (more crashes not logged)" : "");
+}
+
+/* Reap every child that has exited: a waitpid(WNOHANG) loop, no zombies. */
+static void
+reap(struct server *s, int64_t now)
+{
+	struct child	 c;
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		if (children_remove(&s->kids, pid, &c) == 0)
+			child_died(s, &c, status, now);
+}
+
+/* Is the child limit reached (after reaping, so the count is exact)? */
+static int
+at_child_limit(struct server *s, int64_t now)
+{
+	if (s->kids.n < (size_t)s->conf->max_children)
+		return 0;
+	reap(s, now);
+	return s->kids.n >= (size_t)s->conf->max_children;
+}
+
+/* Would this source exceed max-per-source? */
+static int
+over_source_limit(struct server *s, const struct addrmask *src, int64_t now)
+{
+	size_t	 limit = s->conf->max_per_source;
+
+	if (limit == 0 || children_count_source(&s->kids, src) < limit)
+		return 0;
+	reap(s, now);
+	return children_count_source(&s->kids, src) >= limit;
+}
+
+/* Fork a child for the client; the parent keeps only the record. */
+static void
+spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
+    const struct addrmask *src, int64_t now)
+{
+	struct child_ctx	 cx = { fd, ss, s->conf, s->buf, now };
+	char			 ip[INET6_ADDRSTRLEN];
+	unsigned long		 held;
+	pid_t			 pid;
+
+	if ((pid = fork()) == 0)
+		child_main(&cx);
+	if (pid == -1) {
+		if (ratelimit_allow(&s->rl_fork, now, &held))
+			log_warn("fork%s", held ? " (repeated failures)" : "");
+		s->st.refused_busy++;
+		refuse(s, fd, ss, ERR_BUSY, "busy", now);
+		pause_accepting(s, now);
+		return;
+	}
+	s->pause_ms = 0;
+	close(fd);
+	if (children_add(&s->kids, pid, src, addr_ntop(ss, ip, sizeof(ip)),
+	    now) == -1)
+		kill(pid, SIGKILL);	/* cannot track it: do not let it serve */
+}
+
+/* Decide about one accepted client: deny, refuse, or serve. */
+static void
+admit(struct server *s, int fd, struct sockaddr_storage *ss, int64_t now)
+{
+	struct addrmask	 host, src;
+
+	addr_normalize(ss);
+	addr_from_sockaddr(ss, &host);
+	if (s->conf->nacl > 0 && !conf_acl_allows(s->conf, &host)) {
+		s->st.outcome[OUTCOME_DENIED]++;
+		linger_start(&s->lingers, fd, now);
+		log_refusal(s, ss, "denied", NULL, now);
+		return;
+	}
+	src = host;
+	addr_mask(&src, host.family == AF_INET ? s->conf->prefix4 :
+	    s->conf->prefix6);
+	if (penalty_active(&s->pen, &src, now)) {
+		s->st.refused_penalty++;
+		refuse(s, fd, ss, ERR_PENALTY, "crash-penalty", now);
+	} else if (over_source_limit(s, &src, now)) {
+		s->st.refused_limit++;
+		refuse(s, fd, ss, ERR_PER_SOURCE, "max-per-source", now);
+	} else
+		spawn(s, fd, ss, &src, now);
+}
+
+/*
+ * Out of descriptors: give up the reserve one to accept and refuse a client
+ * (so the backlog moves), then pause accepting until descriptors free up.
+ */
+static void
+out_of_descriptors(struct server *s, int lfd, int64_t now)
+{
+	unsigned long	 held;
+	int		 fd;
+
+	if (ratelimit_allow(&s->rl_accept, now, &held))
+		log_warn("accept%s", held ? " (repeated failures)" : "");
+	if (s->reservefd != -1) {
+		close(s->reservefd);
+		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1) {
+			(void)send(fd, ERR_BUSY, strlen(ERR_BUSY),
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+			close(fd);
+			s->st.refused_busy++;
+		}
+		s->reservefd = eventfd(0, EFD_CLOEXEC);
+	}
+	pause_accepting(s, now);
+}
+
+/* Errors accept() reports for one client's connection, not for the server. */
+static int
+accept_error_transient(int e)
+{
+	switch (e) {
+	case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
+	case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP:
+	case ENETUNREACH: case EPERM: case ETIMEDOUT: case EINTR:
+		return 1;
+	}
+	return 0;
+}
+
+/* Accept what is waiting on one listener, within the limits. */
+static void
+accept_some(struct server *s, int lfd, int64_t now)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	unsigned long		 held;
+	int			 i, fd;
+
+	for (i = 0; i < ACCEPT_BATCH && !at_child_limit(s, now); i++) {
+		len = sizeof(ss);
+		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		    SOCK_CLOEXEC)) != -1) {
+			admit(s, fd, &ss, now);
+			continue;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		if (accept_error_transient(errno))
+			continue;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			out_of_descriptors(s, lfd, now);
+			return;
+		}
+		if (ratelimit_allow(&s->rl_accept, now, &held))
+			log_warn("accept");
+		pause_accepting(s, now);
+		return;
+	}
+}
+
+/* Close the listeners and give children grace seconds to finish. */
+static void
+begin_shutdown(struct server *s, int sig, int64_t now)
+{
+	if (s->stopping)
+		return;
+	log_info("received SIG%s, shutting down", sigabbrev_np(sig));
+	notify_send("STOPPING=1");
+	listen_close(s->ctx->lfd, s->ctx->nlfd);
+	s->stopping = 1;
+	s->stop_deadline = now + s->conf->grace * 1000LL;
+}
+
+/* Past the grace period: terminate children, then kill stragglers. */
+static void
+shutdown_step(struct server *s, int64_t now)
+{
+	if (now < s->stop_deadline || s->kids.n == 0)
+		return;
+	if (!s->terminated) {
+		log_info("grace period over, stopping %zu children", s->kids.n);
+		children_signal_all(&s->kids, SIGTERM);
+		s->terminated = 1;
+		s->stop_deadline = now + KILL_AFTER_MS;
+	} else {
+		children_signal_all(&s->kids, SIGKILL);
+		s->stop_deadline = now + KILL_AFTER_MS;
+	}
+}
+
+/* Read and act on every pending signal. */
+static void
+handle_signals(struct server *s, int64_t now)
+{
+	struct signalfd_siginfo	 si;
+	int			 chld = 0;
+
+	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			chld = 1;
+			break;
+		case SIGHUP:
+			control_reload(s->ctx, &s->buf);
+			break;
+		case SIGUSR1:
+			control_stats(&s->st, s->kids.n);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			begin_shutdown(s, si.ssi_signo, now);
+			break;
+		}
+	}
+	if (chld)
+		reap(s, now);
+}
+
+/* The poll timeout: the nearest of pause end, linger and shutdown deadlines. */
+static int
+poll_timeout(const struct server *s, int64_t now)
+{
+	int64_t	 t = linger_next_deadline(&s->lingers), d;
+
+	if (s->paused_until > now && (t == -1 || s->paused_until < t))
+		t = s->paused_until;
+	if (s->stopping && s->kids.n > 0 && (t == -1 || s->stop_deadline < t))
+		t = s->stop_deadline;
+	if (t == -1)
+		return -1;
+	d = t - now;
+	return d < 0 ? 0 : d > 60000 ? 60000 : (int)d;
+}
+
+/* Build the poll set: signals, listeners (when accepting), lingering clients. */
+static size_t
+poll_set(struct server *s, struct pollfd *pfd, int64_t now)
+{
+	int	 i, accepting;
+
+	accepting = !s->stopping && now >= s->paused_until &&
+	    !at_child_limit(s, now);
+	pfd[0].fd = s->sigfd;
+	pfd[0].events = POLLIN;
+	for (i = 0; i < s->ctx->nlfd; i++) {
+		pfd[1 + i].fd = accepting ? s->ctx->lfd[i] : -1;
+		pfd[1 + i].events = POLLIN;
+		pfd[1 + i].revents = 0;
+	}
+	return linger_pollfds(&s->lingers, pfd + 1 + s->ctx->nlfd);
+}
+
+/* One pass: wait, then handle signals, lingering clients, new clients. */
+static void
+server_pass(struct server *s, struct pollfd *pfd)
+{
+	int64_t	 now = clock_ms();
+	size_t	 nl = poll_set(s, pfd, now);
+	int	 i, n;
+
+	n = poll(pfd, 1 + s->ctx->nlfd + nl, poll_timeout(s, now));
+	if (n == -1 && errno != EINTR)
+		fatal("poll");
+	now = clock_ms();
+	if (n > 0 && pfd[0].revents)
+		handle_signals(s, now);
+	linger_service(&s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);
+	for (i = 0; n > 0 && i < s->ctx->nlfd; i++)
+		if (pfd[1 + i].revents && !s->stopping)
+			accept_some(s, s->ctx->lfd[i], now);
+	if (s->stopping)
+		shutdown_step(s, now);
+}
+
+/* Run until SIGTERM or SIGINT and every child is gone. */
+int
+server_run(struct server_ctx *ctx)
+{
+	struct server	 s;
+	struct pollfd	*pfd;
+
+	memset(&s, 0, sizeof(s));
+	s.ctx = ctx;
+	s.conf = ctx->conf;
+	if (signals_setup(&s) == -1)
+		return -1;
+	if ((s.reservefd = eventfd(0, EFD_CLOEXEC)) == -1 ||
+	    (s.buf = malloc(session_bufsize(s.conf->max_line))) == NULL ||
+	    (pfd = calloc(1 + ctx->nlfd + sizeof(s.lingers.v) /
+	    sizeof(s.lingers.v[0]), sizeof(*pfd))) == NULL) {
+		log_warn("server setup");
+		return -1;
+	}
+	while (!s.stopping || s.kids.n > 0)
+		server_pass(&s, pfd);
+	linger_close_all(&s.lingers);
+	log_info("exiting");
+	free(pfd);
+	free(s.buf);
+	children_free(&s.kids);
+	close(s.reservefd);
+	close(s.sigfd);
+	return 0;
+}

@@ -1,0 +1,273 @@
+/*
+ * srvexample: a fork-per-connection echo-one-line daemon.
+ *
+ * One header for the whole program; prototypes are grouped by the file that
+ * defines them, so this file reads as a map of src/.
+ */
+#ifndef SRVEXAMPLE_H
+#define SRVEXAMPLE_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <poll.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SE_NAME			"srvexample"
+#define SE_REPLY_PREFIX		"You said:"
+#define SE_REPLY_PREFIX_LEN	(sizeof(SE_REPLY_PREFIX) - 1)
+
+#define CONF_MAX_LISTEN		16
+#define CONF_MAX_ACL		256
+
+/* Child exit statuses; the parent counts outcomes from them. */
+enum outcome {
+	OUTCOME_OK = 0,		/* answered */
+	OUTCOME_EOF,		/* client closed without sending anything */
+	OUTCOME_TIMEOUT,
+	OUTCOME_TOO_LONG,
+	OUTCOME_ERROR,
+	OUTCOME_REFUSED,	/* parent only */
+	OUTCOME_DENIED,		/* parent only */
+	OUTCOME_MAX
+};
+
+enum log_sink {
+	LOG_SINK_DEFAULT = 0,	/* not set: stderr with -d, else syslog */
+	LOG_SINK_SYSLOG,
+	LOG_SINK_STDERR
+};
+
+/* An IPv4 or IPv6 network: address bytes and prefix length. */
+struct addrmask {
+	int		family;		/* AF_INET or AF_INET6 */
+	uint8_t		addr[16];	/* 4 bytes used for AF_INET */
+	int		prefixlen;
+};
+
+struct acl_rule {
+	int		allow;		/* 1 allow, 0 deny */
+	struct addrmask	net;
+};
+
+struct conf {
+	char		*listen[CONF_MAX_LISTEN];	/* numeric; none = all */
+	int		 nlisten;
+	int		 port;
+	char		*user;
+	char		*group;		/* NULL: the user's primary group */
+	char		*chroot;	/* NULL: none */
+	char		*pidfile;	/* NULL: none */
+	int		 max_children;
+	int		 max_per_source;
+	int		 prefix4;
+	int		 prefix6;
+	int		 timeout;
+	int		 max_line;
+	int		 resolve;
+	struct acl_rule	 acl[CONF_MAX_ACL];
+	int		 nacl;
+	int		 backlog;
+	int		 grace;
+	int		 crash_penalty;
+	enum log_sink	 log;
+	int		 log_facility;
+	int		 reuse_port;
+};
+
+/* Where the configuration comes from, kept so that SIGHUP can read it again. */
+struct conf_source {
+	const char	*path;		/* file name as given */
+	int		 explicit_path;	/* -f given: a missing file is an error */
+	int		 dirfd;		/* the file's directory, opened before chroot */
+	const char	*base;		/* file name relative to dirfd */
+	char		**overrides;	/* -o keyword=value, in order */
+	int		 noverrides;
+};
+
+/* Counters, kept by the parent. */
+struct stats {
+	unsigned long	outcome[OUTCOME_MAX];
+	unsigned long	refused_limit;
+	unsigned long	refused_penalty;
+	unsigned long	refused_busy;
+	unsigned long	crashed;
+};
+
+/* addr.c */
+int	 addr_parse(const char *, struct addrmask *, int, const char **);
+int	 addr_match(const struct addrmask *, const struct addrmask *);
+void	 addr_from_sockaddr(const struct sockaddr_storage *, struct addrmask *);
+void	 addr_mask(struct addrmask *, int);
+void	 addr_normalize(struct sockaddr_storage *);
+const char *addr_ntop(const struct sockaddr_storage *, char *, size_t);
+int	 addr_port(const struct sockaddr_storage *);
+const char *addr_mask_ntop(const struct addrmask *, char *, size_t);
+
+/* conf.c */
+void	 conf_init(struct conf *);
+void	 conf_clear(struct conf *);
+int	 conf_load(const struct conf_source *, struct conf *);
+int	 conf_set(struct conf *, const char *, const char *, const char *);
+void	 conf_print(const struct conf *);
+int	 conf_acl_allows(const struct conf *, const struct addrmask *);
+int	 conf_facility(const char *);
+
+/* log.c */
+void	 log_init(enum log_sink, int, int);
+void	 log_setverbose(int);
+int	 log_getverbose(void);
+void	 log_detached(void);
+void	 log_postfork(void);
+int	 log_fd(void);
+int	 log_to_file(void);
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void	 log_escape(char *, size_t, const void *, size_t);
+
+/* ratelimit.c */
+struct ratelimit {
+	int64_t		 window_start;	/* ms, monotonic */
+	unsigned long	 suppressed;
+};
+int	 ratelimit_allow(struct ratelimit *, int64_t, unsigned long *);
+
+/* clock.c */
+int64_t	 clock_ms(void);
+
+/* listen.c */
+int	 listen_open(const struct conf *, int *, int);
+int	 listen_inherited(int *, int);
+int	 listen_inherited_count(void);
+void	 listen_close(int *, int);
+
+/* privdrop.c */
+struct privdrop {
+	int	 is_root;
+	uid_t	 uid;
+	gid_t	 gid;
+	char	 user[64];
+};
+int	 privdrop_lookup(const struct conf *, struct privdrop *);
+int	 privdrop_check_chroot(const char *);
+int	 privdrop_apply(const struct privdrop *, const char *);
+
+/* daemon.c */
+struct pidfile;
+struct pidfile *daemon_pidfile_open(const char *, const struct privdrop *);
+void	 daemon_detach(struct pidfile *);
+void	 daemon_pidfile_remove(struct pidfile *);
+void	 daemon_pidfile_close(struct pidfile *);
+
+/* notify.c */
+void	 notify_init(void);
+void	 notify_send(const char *, ...) __attribute__((format(printf, 1, 2)));
+int	 notify_fd(void);
+
+/* sandbox.c */
+int	 sandbox_prepare(void);
+int	 sandbox_enter(int);
+int	 sandbox_active(void);
+
+/* session.c */
+enum scan_result {
+	SCAN_MORE,		/* no terminator yet, room for more */
+	SCAN_LINE,		/* a complete line */
+	SCAN_TOO_LONG		/* longer than max-line */
+};
+struct session_result {
+	enum outcome	 outcome;
+	size_t		 bytes_in;
+	size_t		 bytes_out;
+	size_t		 line_len;	/* bytes of the line in the buffer */
+};
+enum scan_result session_scan(const char *, size_t, size_t, size_t, size_t *);
+size_t	 session_bufsize(size_t);
+void	 session_run(int, char *, size_t, int64_t, struct session_result *);
+void	 session_linger(int);
+
+/* inetd.c */
+int	 inetd_serve(const struct conf *, const struct privdrop *);
+
+/* child.c */
+struct child_ctx {
+	int				 fd;
+	const struct sockaddr_storage	*peer;
+	const struct conf		*conf;
+	char				*buf;
+	int64_t				 start;
+};
+const char *child_outcome_name(enum outcome);
+void	 child_main(const struct child_ctx *) __attribute__((noreturn));
+
+/* children.c */
+struct child {
+	pid_t		 pid;
+	struct addrmask	 source;	/* masked with source-prefix */
+	char		 ip[46];
+	int64_t		 start;
+	int		 signalled;	/* the parent sent it a signal */
+};
+struct children {
+	struct child	*v;
+	size_t		 n;
+	size_t		 cap;
+};
+int	 children_add(struct children *, pid_t, const struct addrmask *,
+	    const char *, int64_t);
+int	 children_remove(struct children *, pid_t, struct child *);
+size_t	 children_count_source(const struct children *, const struct addrmask *);
+void	 children_signal_all(struct children *, int);
+void	 children_free(struct children *);
+
+/* penalty.c */
+struct penalty_entry {
+	struct addrmask	 source;
+	int64_t		 until;		/* ms, monotonic */
+};
+struct penalty {
+	struct penalty_entry	 v[1024];
+	size_t			 n;
+};
+void	 penalty_add(struct penalty *, const struct addrmask *, int64_t);
+int	 penalty_active(struct penalty *, const struct addrmask *, int64_t);
+
+/* linger.c */
+struct linger_ent {
+	int		 fd;
+	int64_t		 deadline;
+	size_t		 drained;
+};
+struct lingers {
+	struct linger_ent v[128];
+	size_t		 n;
+};
+void	 linger_start(struct lingers *, int, int64_t);
+size_t	 linger_pollfds(const struct lingers *, struct pollfd *);
+void	 linger_service(struct lingers *, const struct pollfd *, size_t, int64_t);
+int64_t	 linger_next_deadline(const struct lingers *);
+void	 linger_close_all(struct lingers *);
+
+/* server.c */
+struct server_ctx {
+	struct conf		*conf;
+	struct conf_source	*source;
+	int			*lfd;
+	int			 nlfd;
+	int			 foreground;	/* -d: log defaults to stderr */
+};
+int	 server_run(struct server_ctx *);
+
+/* control.c */
+void	 control_reload(struct server_ctx *, char **);
+void	 control_stats(const struct stats *, size_t);
+
+#endif /* SRVEXAMPLE_H */
