@@ -352,8 +352,8 @@ split_line(char *line, char **keyword, char **value)
 }
 
 /* Read the file f into c; report every error; -1 if there was any. */
-static int
-conf_read_file(FILE *f, const char *path, struct conf *c)
+int
+conf_read_stream(FILE *f, const char *path, struct conf *c)
 {
 	char	 line[CONF_LINE_MAX], where[PATH_MAX + 32], *kw, *val;
 	int	 lineno = 0, rv = 0;
@@ -448,7 +448,7 @@ conf_load(const struct conf_source *src, struct conf *c)
 
 	conf_init(c);
 	if ((f = conf_open(src)) != NULL) {
-		rv = conf_read_file(f, src->path, c);
+		rv = conf_read_stream(f, src->path, c);
 		fclose(f);
 	} else if (errno != ENOENT || src->explicit_path) {
 		log_warn("%s", src->path);

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SE_NAME			"srvexample"
 #define SE_REPLY_PREFIX		"You said:"
@@ -112,6 +113,7 @@ const char *addr_mask_ntop(const struct addrmask *, char *, size_t);
 void	 conf_init(struct conf *);
 void	 conf_clear(struct conf *);
 int	 conf_load(const struct conf_source *, struct conf *);
+int	 conf_read_stream(FILE *, const char *, struct conf *);
 int	 conf_set(struct conf *, const char *, const char *, const char *);
 void	 conf_print(const struct conf *);
 int	 conf_acl_allows(const struct conf *, const struct addrmask *);
