@@ -84,10 +84,10 @@ child_main(const struct child_ctx *cx)
 	char			 ip[INET6_ADDRSTRLEN], name[NI_MAXHOST * 4 + 4];
 	char			 esc[64 * 4 + 8];
 	int			 port = addr_port(cx->peer);
-	pid_t			 self = getpid();
+	pid_t			 self;
 	int64_t			 end;
 
-	log_postfork();
+	self = log_postfork();
 	reset_signals();
 	close_inherited(cx->fd, log_fd());
 	alarm(cx->conf->timeout + WATCHDOG_SLACK);

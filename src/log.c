@@ -80,11 +80,11 @@ log_detached(void)
 		log_to_stderr = 0;
 }
 
-/* In a new child: log with its own pid. */
-void
+/* In a new child: log with its own pid, which is returned. */
+pid_t
 log_postfork(void)
 {
-	log_pid = getpid();
+	return log_pid = getpid();
 }
 
 /* Does the log go to a regular file (so RLIMIT_FSIZE must stay)? */

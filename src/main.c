@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -137,16 +138,26 @@ check_only(const struct options *o, const struct conf *c)
 	exit(0);
 }
 
-/* Bounded reverse lookups: one second per name server, one try each. */
+/*
+ * Bound the children's reverse lookups (one second per name server, one try
+ * each), and load the resolver's configuration once here, with one lookup of
+ * the loopback address, so that children inherit it instead of each reading
+ * nsswitch.conf, host.conf and resolv.conf again.  Clients are never looked
+ * up in the parent.
+ */
 static void
 resolver_setup(void)
 {
-	const char	*old = getenv("RES_OPTIONS");
-	char		 opts[256];
+	struct sockaddr_in	 lo = { .sin_family = AF_INET };
+	const char		*old = getenv("RES_OPTIONS");
+	char			 opts[256], host[NI_MAXHOST];
 
 	snprintf(opts, sizeof(opts), "timeout:1 attempts:1%s%s",
 	    old ? " " : "", old ? old : "");
 	setenv("RES_OPTIONS", opts, 1);
+	lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	(void)getnameinfo((struct sockaddr *)&lo, sizeof(lo), host, sizeof(host),
+	    NULL, 0, NI_NAMEREQD);
 }
 
 /* Name the parent after its listeners: "listening on 127.0.0.1:3456 ...". */

@@ -32,6 +32,10 @@ privdrop_lookup(const struct conf *c, struct privdrop *pd)
 
 	memset(pd, 0, sizeof(*pd));
 	pd->is_root = geteuid() == 0;
+	if (!pd->is_root && c->chroot != NULL) {
+		log_warnx("chroot %s: needs root", c->chroot);
+		return -1;
+	}
 	if (!pd->is_root)
 		return 0;
 	errno = 0;
@@ -195,10 +199,6 @@ int
 privdrop_apply(const struct privdrop *pd, const char *chrootdir)
 {
 	if (!pd->is_root) {
-		if (chrootdir != NULL) {
-			log_warnx("chroot %s: needs root", chrootdir);
-			return -1;
-		}
 		if (!no_capabilities() && drop_capabilities() == -1) {
 			log_warn("dropping capabilities");
 			return -1;

@@ -124,7 +124,7 @@ void	 log_init(enum log_sink, int, int);
 void	 log_setverbose(int);
 int	 log_getverbose(void);
 void	 log_detached(void);
-void	 log_postfork(void);
+pid_t	 log_postfork(void);
 int	 log_fd(void);
 int	 log_to_file(void);
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
