@@ -83,27 +83,45 @@ listen_one(const struct conf *c, const char *addr, int optional)
 	return fd;
 }
 
+/* Open the listeners for one listen value; "*" is both families (IPv6 optional). */
+static int
+listen_value(const struct conf *c, const char *value, int *fds, int n, int max)
+{
+	static const char	*all[] = { "::", "0.0.0.0" };
+	int			 i, fd;
+
+	if (strcmp(value, "*") != 0) {
+		if (n == max || (fd = listen_one(c, value, 0)) == -1)
+			return -1;
+		fds[n++] = fd;
+		return n;
+	}
+	for (i = 0; i < 2; i++) {
+		if (n == max || (fd = listen_one(c, all[i], i == 0)) == -1)
+			return -1;
+		if (fd != -2)
+			fds[n++] = fd;
+	}
+	return n;
+}
+
 /*
  * Open every configured listener into fds (room for max); with no listen
- * keyword, all addresses of both families (IPv6 optional).  Returns the
- * count, or -1 with everything closed again.
+ * keyword, all addresses.  Returns the count, or -1 with everything closed.
  */
 int
 listen_open(const struct conf *c, int *fds, int max)
 {
-	static const char	*all[] = { "::", "0.0.0.0" };
-	int			 i, n = 0, fd, dflt = c->nlisten == 0;
-	int			 count = dflt ? 2 : c->nlisten;
+	int	 i, n = 0, m;
 
-	for (i = 0; i < count && n < max; i++) {
-		fd = listen_one(c, dflt ? all[i] : c->listen[i], dflt && i == 0);
-		if (fd == -2)
-			continue;
-		if (fd == -1) {
+	if (c->nlisten == 0)
+		return listen_value(c, "*", fds, 0, max);
+	for (i = 0; i < c->nlisten; i++) {
+		if ((m = listen_value(c, c->listen[i], fds, n, max)) == -1) {
 			listen_close(fds, n);
 			return -1;
 		}
-		fds[n++] = fd;
+		n = m;
 	}
 	return n;
 }

@@ -218,8 +218,9 @@ main(int argc, char *argv[])
 	open_conf_dir(&o.src);
 	if (conf_load(&o.src, &conf) == -1)
 		exit(1);
-	if (conf.log == LOG_SINK_DEFAULT)
-		conf.log = o.foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG;
+	if (conf.log == LOG_SINK_DEFAULT)	/* -i: stderr is the client */
+		conf.log = o.foreground && !o.inetd ? LOG_SINK_STDERR :
+		    LOG_SINK_SYSLOG;
 	if (o.check)
 		check_only(&o, &conf);
 	if (privdrop_lookup(&conf, &pd) == -1 ||
