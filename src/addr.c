@@ -32,7 +32,7 @@ addr_parse(const char *s, struct addrmask *am, int prefix_ok, const char **why)
 	memset(am, 0, sizeof(*am));
 	if ((slash = strchr(buf, '/')) != NULL) {
 		if (!prefix_ok) {
-			*why = "a prefix length is not allowed here";
+			*why = "a prefix length is not allowed in";
 			return -1;
 		}
 		*slash++ = '\0';
@@ -51,7 +51,7 @@ addr_parse(const char *s, struct addrmask *am, int prefix_ok, const char **why)
 	if (slash != NULL) {
 		am->prefixlen = strtonum(slash, 0, maxlen, &errstr);
 		if (errstr != NULL) {
-			*why = "invalid prefix length";
+			*why = "invalid prefix length in";
 			return -1;
 		}
 		addr_mask(am, am->prefixlen);

@@ -35,8 +35,10 @@ close_inherited(int keep1, int keep2)
 	int	 lo = keep1 < keep2 ? keep1 : keep2;
 	int	 hi = keep1 < keep2 ? keep2 : keep1;
 
-	if (lo < 3)		/* the log goes to stderr, or there is none */
+	if (lo < 3)		/* stdio is always kept */
 		lo = hi;
+	if (hi < 3)
+		hi = lo = 2;
 	if (lo > 3)
 		close_range(3, lo - 1, 0);
 	if (hi > lo + 1)

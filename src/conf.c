@@ -126,10 +126,18 @@ static int
 set_number(struct conf *c, const struct keyword *k, const char *v,
     const char **why)
 {
-	int	*p = (int *)((char *)c + k->offset);
+	int		*p = (int *)((char *)c + k->offset);
+	long long	 n;
 
-	*p = strtonum(v, k->min, k->max, why);
-	return *why == NULL ? 0 : -1;
+	if (!isdigit((unsigned char)v[0])) {	/* strtonum takes " +1" */
+		*why = "invalid";
+		return -1;
+	}
+	n = strtonum(v, k->min, k->max, why);
+	if (*why != NULL)
+		return -1;
+	*p = (int)n;
+	return 0;
 }
 
 /* Set a string keyword; "none" clears optional ones. */
@@ -148,7 +156,7 @@ set_string(struct conf *c, const struct keyword *k, const char *v,
 	} else if (strcmp(v, "none") == 0)
 		goto done;
 	else if (v[0] != '/') {
-		*why = "must be an absolute path or none";
+		*why = "not an absolute path or none:";
 		return -1;
 	}
 	if ((s = strdup(v)) == NULL)
@@ -171,7 +179,7 @@ set_yesno(struct conf *c, const struct keyword *k, const char *v,
 	else if (strcmp(v, "no") == 0)
 		*p = 0;
 	else {
-		*why = "must be yes or no";
+		*why = "expected yes or no, not";
 		return -1;
 	}
 	return 0;
@@ -188,7 +196,7 @@ set_listen(struct conf *c, const struct keyword *k, const char *v,
 	if (strcmp(v, "*") != 0 && addr_parse(v, &am, 0, why) == -1)
 		return -1;
 	if (c->nlisten == CONF_MAX_LISTEN) {
-		*why = "too many listen addresses";
+		*why = "too many listen addresses at";
 		return -1;
 	}
 	if ((s = strdup(v)) == NULL)
@@ -205,7 +213,7 @@ set_acl(struct conf *c, const struct keyword *k, const char *v,
 	struct acl_rule	*r;
 
 	if (c->nacl == CONF_MAX_ACL) {
-		*why = "too many allow and deny rules";
+		*why = "too many allow and deny rules at";
 		return -1;
 	}
 	r = &c->acl[c->nacl];
@@ -222,20 +230,21 @@ set_prefix(struct conf *c, const struct keyword *k, const char *v,
     const char **why)
 {
 	char	 buf[16], *colon;
-	int	 p4, p6;
+	int	 p4, p6 = 0;
 
 	if (strlcpy(buf, v, sizeof(buf)) >= sizeof(buf) ||
 	    (colon = strchr(buf, ':')) == NULL) {
-		*why = "must be V4:V6, e.g. 32:64";
+		*why = "expected V4:V6 prefix lengths (e.g. 32:64), not";
 		return -1;
 	}
 	*colon = '\0';
 	p4 = strtonum(buf, 1, 32, why);
-	if (*why != NULL)
+	if (*why == NULL)
+		p6 = strtonum(colon + 1, 1, 128, why);
+	if (*why != NULL) {
+		*why = "expected prefix lengths 1-32:1-128, not";
 		return -1;
-	p6 = strtonum(colon + 1, 1, 128, why);
-	if (*why != NULL)
-		return -1;
+	}
 	c->prefix4 = p4;
 	c->prefix6 = p6;
 	return 0;
@@ -251,7 +260,7 @@ set_log(struct conf *c, const struct keyword *k, const char *v,
 	else if (strcmp(v, "stderr") == 0)
 		c->log = LOG_SINK_STDERR;
 	else {
-		*why = "must be syslog or stderr";
+		*why = "expected syslog or stderr, not";
 		return -1;
 	}
 	return 0;
@@ -319,7 +328,10 @@ conf_set(struct conf *c, const char *where, const char *keyword,
 	}
 	if (k->set(c, k, value, &why) == -1) {
 		log_escape(esc, sizeof(esc), value, strlen(value));
-		log_warnx("%s: %s: \"%s\" is %s", where, k->name, esc, why);
+		if (k->set == set_number)	/* strtonum: "too small" etc. */
+			log_warnx("%s: %s: \"%s\" is %s", where, k->name, esc, why);
+		else
+			log_warnx("%s: %s \"%s\"", where, why, esc);
 		return -1;
 	}
 	return 0;
@@ -351,29 +363,38 @@ split_line(char *line, char **keyword, char **value)
 	return 1;
 }
 
-/* Read the file f into c; report every error; -1 if there was any. */
+/*
+ * Read the file f into c; report every error; -1 if there was any.  Lines are
+ * read with getline() so that a NUL byte cannot hide the rest of a line.
+ */
 int
 conf_read_stream(FILE *f, const char *path, struct conf *c)
 {
-	char	 line[CONF_LINE_MAX], where[PATH_MAX + 32], *kw, *val;
+	char	*line = NULL, where[PATH_MAX + 32], *kw, *val;
+	size_t	 cap = 0;
+	ssize_t	 len;
 	int	 lineno = 0, rv = 0;
-	size_t	 len;
 
-	while (fgets(line, sizeof(line), f) != NULL) {
+	while ((len = getline(&line, &cap, f)) != -1) {
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%d", path, lineno);
-		len = strlen(line);
-		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+		if (len > 0 && line[len - 1] == '\n')
+			len--;
+		if (len >= CONF_LINE_MAX - 1) {
 			log_warnx("%s: line too long", where);
-			return -1;
-		}
-		if (split_line(line, &kw, &val) && conf_set(c, where, kw, val) == -1)
+			rv = -1;
+		} else if (memchr(line, '\0', len) != NULL) {
+			log_warnx("%s: NUL byte in line", where);
+			rv = -1;
+		} else if (split_line(line, &kw, &val) &&
+		    conf_set(c, where, kw, val) == -1)
 			rv = -1;
 	}
 	if (ferror(f)) {
 		log_warn("%s", path);
-		return -1;
+		rv = -1;
 	}
+	free(line);
 	return rv;
 }
 

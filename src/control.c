@@ -51,15 +51,25 @@ keep_restart_only(struct conf *old, struct conf *new)
 {
 	struct conf	 t;
 
-	if (!same_listen(old, new) || old->port != new->port ||
-	    old->reuse_port != new->reuse_port || old->backlog != new->backlog)
-		log_warnx("listen, port, backlog or reuse-port changed: takes "
-		    "effect after a restart");
-	if (!same_str(old->user, new->user) || !same_str(old->group, new->group) ||
-	    !same_str(old->chroot, new->chroot) ||
-	    !same_str(old->pidfile, new->pidfile))
-		log_warnx("user, group, chroot or pidfile changed: takes effect "
-		    "after a restart");
+	const struct {
+		const char	*keyword;
+		int		 changed;
+	} restart[] = {
+		{ "listen", !same_listen(old, new) },
+		{ "port", old->port != new->port },
+		{ "reuse-port", old->reuse_port != new->reuse_port },
+		{ "backlog", old->backlog != new->backlog },
+		{ "user", !same_str(old->user, new->user) },
+		{ "group", !same_str(old->group, new->group) },
+		{ "chroot", !same_str(old->chroot, new->chroot) },
+		{ "pidfile", !same_str(old->pidfile, new->pidfile) },
+	};
+	size_t		 i;
+
+	for (i = 0; i < sizeof(restart) / sizeof(restart[0]); i++)
+		if (restart[i].changed)
+			log_warnx("%s changed: takes effect after a restart",
+			    restart[i].keyword);
 	memcpy(t.listen, new->listen, sizeof(t.listen));
 	memcpy(new->listen, old->listen, sizeof(new->listen));
 	memcpy(old->listen, t.listen, sizeof(old->listen));
@@ -133,13 +143,13 @@ control_stats(const struct stats *st, size_t active)
 
 	refused = st->refused_limit + st->refused_penalty + st->refused_busy;
 	snprintf(line, sizeof(line), "served=%lu active=%zu eof=%lu timeouts=%lu "
-	    "too-long=%lu errors=%lu refused=%lu (max-per-source=%lu "
-	    "crash-penalty=%lu busy=%lu) denied=%lu crashed=%lu",
+	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu",
 	    st->outcome[OUTCOME_OK], active, st->outcome[OUTCOME_EOF],
 	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
-	    st->outcome[OUTCOME_ERROR], refused, st->refused_limit,
-	    st->refused_penalty, st->refused_busy, st->outcome[OUTCOME_DENIED],
+	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
 	    st->crashed);
 	log_info("stats: %s", line);
+	log_info("refusals: max-per-source=%lu crash-penalty=%lu busy=%lu",
+	    st->refused_limit, st->refused_penalty, st->refused_busy);
 	notify_send("STATUS=%s", line);
 }

@@ -28,7 +28,7 @@ bind_error(const char *addr, int port)
 		hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
 	else if (errno == EADDRNOTAVAIL)
 		hint = " (no interface has this address)";
-	log_warn("bind %s port %d%s", addr, port, hint);
+	log_warnx("bind %s port %d: %s%s", addr, port, strerror(errno), hint);
 }
 
 /* Open, bind and listen on one address; -1 on error (logged), -2 if the family is missing. */

@@ -25,7 +25,8 @@
 #define LOG_LINE_MAX	1024
 
 static int	 log_to_stderr = 1;
-static int	 log_stderr_prefix = 1;	/* "srvexample: " before -d logging */
+static int	 log_stderr_prefix = 1;	/* "srvexample: " on every line */
+static int	 log_starting = 1;	/* errors get the prefix until ready */
 static int	 log_to_syslog;
 static int	 log_syslog_fd = -1;
 static int	 log_facility = LOG_DAEMON;
@@ -71,6 +72,13 @@ log_init(enum log_sink sink, int facility, int both)
 		    fcntl(STDERR_FILENO, F_GETFL) | O_NONBLOCK);
 }
 
+/* Startup is over: errors are log lines like the others from now on. */
+void
+log_started(void)
+{
+	log_starting = 0;
+}
+
 /* After daemon(3): stdio is /dev/null, keep syslog only. */
 void
 log_detached(void)
@@ -85,6 +93,26 @@ pid_t
 log_postfork(void)
 {
 	return log_pid = getpid();
+}
+
+/*
+ * Log "what: strerror(errno)" for a repeated failure at most once per
+ * rate-limit window, with "(repeated N times)" for those held back since.
+ */
+void
+log_repeated(struct ratelimit *rl, int64_t now, const char *what)
+{
+	unsigned long	 held;
+	int		 saved = errno;
+
+	if (!ratelimit_allow(rl, now, &held))
+		return;
+	if (held > 0)
+		log_warnx("%s: %s (repeated %lu times)", what, strerror(saved),
+		    held);
+	else
+		log_warnx("%s: %s", what, strerror(saved));
+	errno = saved;
 }
 
 /* Does the log go to a regular file (so RLIMIT_FSIZE must stay)? */
@@ -123,8 +151,8 @@ log_emit(int pri, const char *msg)
 	int		 n;
 
 	if (log_to_stderr) {
-		n = snprintf(line, sizeof(line), "%s%s\n",
-		    log_stderr_prefix ? SE_NAME ": " : "", msg);
+		n = snprintf(line, sizeof(line), "%s%s\n", log_stderr_prefix ||
+		    (log_starting && pri <= LOG_ERR) ? SE_NAME ": " : "", msg);
 		if (n > (int)sizeof(line) - 1)
 			n = sizeof(line) - 1, line[n - 1] = '\n';
 		(void)write(STDERR_FILENO, line, n);
@@ -143,7 +171,7 @@ log_emit(int pri, const char *msg)
 }
 
 /* Format and emit; with errno_too append ": strerror(saved errno)". */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vmsg(int pri, int errno_too, const char *fmt, va_list ap)
 {
 	char	 msg[LOG_LINE_MAX];

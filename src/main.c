@@ -61,6 +61,16 @@ add_override(struct options *o, const char *keyword, const char *value)
 	o->src.overrides[o->src.noverrides++] = s;
 }
 
+/* Free what add_override() kept. */
+static void
+free_overrides(struct conf_source *src)
+{
+	while (src->noverrides > 0)
+		free(src->overrides[--src->noverrides]);
+	free(src->overrides);
+	src->overrides = NULL;
+}
+
 /* Parse the command line into o. */
 static void
 parse_flags(int argc, char *argv[], struct options *o)
@@ -73,9 +83,10 @@ parse_flags(int argc, char *argv[], struct options *o)
 	int	 ch;
 
 	memset(o, 0, sizeof(*o));
+	opterr = 0;		/* our own messages, named srvexample */
 	o->src.path = SYSCONFDIR "/" SE_NAME ".conf";
 	o->src.dirfd = -1;
-	while ((ch = getopt_long(argc, argv, "df:hil:no:p:u:Vv", longopts,
+	while ((ch = getopt_long(argc, argv, ":df:hil:no:p:u:Vv", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'd': o->foreground = 1; break;
@@ -89,7 +100,18 @@ parse_flags(int argc, char *argv[], struct options *o)
 		case 'u': add_override(o, "user", optarg); break;
 		case 'V': printf("%s %s\n", SE_NAME, PACKAGE_VERSION); exit(0);
 		case 'v': o->verbose++; break;
-		default: usage(stderr, 1);
+		case ':':
+			fprintf(stderr, "%s: option -%c needs a value\n", SE_NAME,
+			    optopt);
+			usage(stderr, 1);
+		default:
+			if (optopt != 0)
+				fprintf(stderr, "%s: unknown option -%c\n", SE_NAME,
+				    optopt);
+			else
+				fprintf(stderr, "%s: unknown option %s\n", SE_NAME,
+				    argv[optind - 1]);
+			usage(stderr, 1);
 		}
 	}
 	if (optind != argc)
@@ -248,10 +270,13 @@ main(int argc, char *argv[])
 	title_parent(lfd, nlfd);
 	log_info("ready: %s %s, pid %ld%s", SE_NAME, PACKAGE_VERSION,
 	    (long)getpid(), sandbox_active() ? ", children sandboxed" : "");
-	notify_send("READY=1\nMAINPID=%ld", (long)getpid());
+	log_started();
+	notify_send("READY=1\nSTATUS=serving\nMAINPID=%ld", (long)getpid());
 	ctx = (struct server_ctx){ &conf, &o.src, lfd, nlfd, o.foreground };
 	if (server_run(&ctx) == -1)
 		exit(1);
 	daemon_pidfile_remove(pf);
+	conf_clear(&conf);
+	free_overrides(&o.src);
 	return 0;
 }

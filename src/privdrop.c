@@ -128,6 +128,7 @@ no_capabilities(void)
 	struct __user_cap_data_struct	 data[2];
 	int				 i;
 
+	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capget, &hdr, data) == -1)
 		return 0;
 	for (i = 0; i < 2; i++)

@@ -132,10 +132,16 @@ child_died(struct server *s, const struct child *c, int status, int64_t now)
 	s->st.crashed++;
 	if (s->conf->crash_penalty > 0)
 		penalty_add(&s->pen, &c->source, now + s->conf->crash_penalty * 1000LL);
-	if (ratelimit_allow(&s->rl_crash, now, &held))
+	if (!ratelimit_allow(&s->rl_crash, now, &held))
+		return;
+	if (s->conf->crash_penalty > 0)
 		log_warnx("child %ld (client %s) killed by signal SIG%s, refusing "
 		    "%s for %d s%s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,
 		    s->conf->crash_penalty, held ? " (more crashes not logged)" : "");
+	else
+		log_warnx("child %ld (client %s) killed by signal SIG%s%s",
+		    (long)c->pid, c->ip, sigabbrev_np(sig),
+		    held ? " (more crashes not logged)" : "");
 }
 
 /* Reap every child that has exited: a waitpid(WNOHANG) loop, no zombies. */
@@ -180,14 +186,12 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 {
 	struct child_ctx	 cx = { fd, ss, s->conf, s->buf, now };
 	char			 ip[INET6_ADDRSTRLEN];
-	unsigned long		 held;
 	pid_t			 pid;
 
 	if ((pid = fork()) == 0)
 		child_main(&cx);
 	if (pid == -1) {
-		if (ratelimit_allow(&s->rl_fork, now, &held))
-			log_warn("fork%s", held ? " (repeated failures)" : "");
+		log_repeated(&s->rl_fork, now, "fork");
 		s->st.refused_busy++;
 		refuse(s, fd, ss, ERR_BUSY, "busy", now);
 		pause_accepting(s, now);
@@ -234,20 +238,18 @@ admit(struct server *s, int fd, struct sockaddr_storage *ss, int64_t now)
 static void
 out_of_descriptors(struct server *s, int lfd, int64_t now)
 {
-	unsigned long	 held;
 	int		 fd;
 
-	if (ratelimit_allow(&s->rl_accept, now, &held))
-		log_warn("accept%s", held ? " (repeated failures)" : "");
+	log_repeated(&s->rl_accept, now, "accept");
 	if (s->reservefd != -1) {
 		close(s->reservefd);
+		s->reservefd = -1;	/* made again when descriptors free up */
 		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1) {
 			(void)send(fd, ERR_BUSY, strlen(ERR_BUSY),
 			    MSG_DONTWAIT | MSG_NOSIGNAL);
-			close(fd);
+			linger_start(&s->lingers, fd, now);
 			s->st.refused_busy++;
 		}
-		s->reservefd = eventfd(0, EFD_CLOEXEC);
 	}
 	pause_accepting(s, now);
 }
@@ -271,7 +273,6 @@ accept_some(struct server *s, int lfd, int64_t now)
 {
 	struct sockaddr_storage	 ss;
 	socklen_t		 len;
-	unsigned long		 held;
 	int			 i, fd;
 
 	for (i = 0; i < ACCEPT_BATCH && !at_child_limit(s, now); i++) {
@@ -290,8 +291,7 @@ accept_some(struct server *s, int lfd, int64_t now)
 			out_of_descriptors(s, lfd, now);
 			return;
 		}
-		if (ratelimit_allow(&s->rl_accept, now, &held))
-			log_warn("accept");
+		log_repeated(&s->rl_accept, now, "accept");
 		pause_accepting(s, now);
 		return;
 	}
@@ -332,27 +332,29 @@ static void
 handle_signals(struct server *s, int64_t now)
 {
 	struct signalfd_siginfo	 si;
-	int			 chld = 0;
+	int			 hup = 0, usr1 = 0, stop = 0;
 
 	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
-		case SIGCHLD:
-			chld = 1;
-			break;
 		case SIGHUP:
-			control_reload(s->ctx, &s->buf);
+			hup = 1;
 			break;
 		case SIGUSR1:
-			control_stats(&s->st, s->kids.n);
+			usr1 = 1;
 			break;
 		case SIGTERM:
 		case SIGINT:
-			begin_shutdown(s, si.ssi_signo, now);
+			stop = si.ssi_signo;
 			break;
 		}
 	}
-	if (chld)
-		reap(s, now);
+	reap(s, now);		/* first, so that counts are exact */
+	if (hup)
+		control_reload(s->ctx, &s->buf);
+	if (usr1)
+		control_stats(&s->st, s->kids.n);
+	if (stop)
+		begin_shutdown(s, stop, now);
 }
 
 /* The poll timeout: the nearest of pause end, linger and shutdown deadlines. */
@@ -401,6 +403,8 @@ server_pass(struct server *s, struct pollfd *pfd)
 	if (n == -1 && errno != EINTR)
 		fatal("poll");
 	now = clock_ms();
+	if (s->reservefd == -1 && now >= s->paused_until)
+		s->reservefd = eventfd(0, EFD_CLOEXEC);
 	if (n > 0 && pfd[0].revents)
 		handle_signals(s, now);
 	linger_service(&s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);

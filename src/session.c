@@ -155,6 +155,10 @@ session_run(int fd, char *buf, size_t max_line, int64_t deadline,
 				res->outcome = OUTCOME_EOF;
 				goto done;
 			}
+			if (have > max_line) {	/* max-line bytes and a lone "\r" */
+				s = SCAN_TOO_LONG;
+				break;
+			}
 			len = have;	/* a last line without terminator */
 			break;
 		}

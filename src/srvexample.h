@@ -124,6 +124,7 @@ void	 log_init(enum log_sink, int, int);
 void	 log_setverbose(int);
 int	 log_getverbose(void);
 void	 log_detached(void);
+void	 log_started(void);
 pid_t	 log_postfork(void);
 int	 log_fd(void);
 int	 log_to_file(void);
@@ -141,6 +142,8 @@ struct ratelimit {
 	unsigned long	 suppressed;
 };
 int	 ratelimit_allow(struct ratelimit *, int64_t, unsigned long *);
+
+void	 log_repeated(struct ratelimit *, int64_t, const char *);
 
 /* clock.c */
 int64_t	 clock_ms(void);
