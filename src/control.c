@@ -134,7 +134,10 @@ control_reload(struct server_ctx *ctx, char **buf)
 	notify_send("READY=1");
 }
 
-/* SIGUSR1: one log line of counters, also sent to systemd as STATUS=. */
+/*
+ * SIGUSR1: the refusals by reason, then one line of counters, also sent to
+ * systemd as STATUS=.
+ */
 void
 control_stats(const struct stats *st, size_t active)
 {
@@ -148,8 +151,8 @@ control_stats(const struct stats *st, size_t active)
 	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
 	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
 	    st->crashed);
-	log_info("stats: %s", line);
 	log_info("refusals: max-per-source=%lu crash-penalty=%lu busy=%lu",
 	    st->refused_limit, st->refused_penalty, st->refused_busy);
+	log_info("stats: %s", line);
 	notify_send("STATUS=%s", line);
 }

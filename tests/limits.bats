@@ -215,7 +215,7 @@ no_children() {
 	assert_serves
 	daemon_stats
 	[ "$(stats_value refused)" -eq 1 ]
-	grep -Eaq '^stats: .*\(max-per-source=1 ' "$DAEMON_LOG"
+	grep -Eaq '^refusals: max-per-source=1 ' "$DAEMON_LOG"
 	release b
 }
 

@@ -51,7 +51,7 @@
 #	child_for_port CLIENTPORT	the daemon child serving that client
 #	socket_inode LPORT RPORT	inode of the established socket
 #	daemon_stats			SIGUSR1, wait for and print the stats line
-#	stats_value KEY			KEY=N from the last stats line
+#	stats_value KEY			KEY=N from the last stats (or refusals) line
 #	assert_stderr REGEX / refute_stderr REGEX  on $stderr of run --separate-stderr
 #	assert_stderr_line TEXT		a line of $stderr is exactly TEXT
 #	report_value KEY		KEY=V from a client report in $output/$stderr
@@ -518,9 +518,12 @@ daemon_stats() {
 	grep -a '^stats: ' "$DAEMON_LOG" | tail -n 1
 }
 
-# stats_value KEY: KEY=N from the last stats line of DAEMON_LOG.
+# stats_value KEY: KEY=N from the last stats or refusals line of DAEMON_LOG.
 stats_value() {
-	grep -a '^stats: ' "$DAEMON_LOG" | tail -n 1 | grep -Eo "(^| )$1=[0-9]+" | sed 's/.*=//'
+	{
+		grep -a '^stats: ' "$DAEMON_LOG" | tail -n 1
+		grep -a '^refusals: ' "$DAEMON_LOG" | tail -n 1
+	} | grep -Eo "(^| )$1=[0-9]+" | head -n 1 | sed 's/.*=//'
 }
 
 # make_piddir: sets PIDDIR, a directory the daemon's user can write (so that it
