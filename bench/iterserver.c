@@ -6,7 +6,9 @@
  * usage: iterserver [port]	(127.0.0.1; port 0 or none: any free port)
  */
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <sys/types.h>
 #include <sys/socket.h>

@@ -16,7 +16,9 @@
  * 127.0.0.1 is usually in /etc/hosts, the others would go to DNS.
  */
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <sys/types.h>
 #include <sys/epoll.h>
