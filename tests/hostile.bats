@@ -14,56 +14,6 @@ load test_helper
 
 # -- helpers local to this file (test_helper.bash has the shared ones) --------
 
-declare -gA H_PID H_GO H_PORT
-
-# kill_job_children: a backgrounded `client` (a shell function) runs python
-# in a subshell, and killing the job leaves python behind: stop those first.
-kill_job_children() {
-	local j c
-	local -a kids
-	for j in $(jobs -p); do
-		[ "$j" != "$DAEMON_PID" ] || continue
-		read -r -a kids 2>/dev/null <"/proc/$j/task/$j/children" || true
-		for c in "${kids[@]}"; do
-			kill -TERM "$c" 2>/dev/null || true
-		done
-	done
-}
-
-teardown() {
-	kill_job_children
-	common_teardown
-}
-
-# hold NAME [CLIENT-ARGS...]: hold_client, remembered under NAME.
-hold() {
-	local name=$1
-	shift
-	hold_client "$@" || return 1
-	H_PID[$name]=$HOLD_PID H_GO[$name]=$HOLD_GO H_PORT[$name]=$HOLD_PORT
-}
-
-# release NAME [SECONDS]: let the held client NAME send; wait for it to end
-# cleanly (status 0: EOF).
-release() {
-	local pid=${H_PID[$1]} st=0
-	: >"${H_GO[$1]}"
-	wait_until "! pid_alive $pid" "${2:-10}" || return 1
-	wait "$pid" || st=$?
-	[ "$st" -eq 0 ] || fail "held client $1 ended with status $st"
-}
-
-# nchildren: how many children the daemon has (zombies included).
-nchildren() {
-	children_of "$DAEMON_PID" | wc -l
-}
-
-# no_children [SECONDS]: wait until the daemon has no child at all (every
-# one exited and was reaped).
-no_children() {
-	wait_until '[ "$(nchildren)" -eq 0 ]' "${1:-5}"
-}
-
 # assert_no_zombies: the daemon has no unreaped child.
 assert_no_zombies() {
 	local z

@@ -14,71 +14,9 @@ load test_helper
 
 # -- helpers local to this file (test_helper.bash has the shared ones) --------
 
-declare -gA H_PID H_GO H_OUT H_PORT B_PID B_OUT B_ERR B_STATUS
-
-# kill_job_children: a backgrounded `client` (a shell function) runs python
-# in a subshell, and killing the job leaves python behind: stop those first.
-kill_job_children() {
-	local j c
-	local -a kids
-	for j in $(jobs -p); do
-		[ "$j" != "$DAEMON_PID" ] || continue
-		read -r -a kids 2>/dev/null <"/proc/$j/task/$j/children" || true
-		for c in "${kids[@]}"; do
-			kill -TERM "$c" 2>/dev/null || true
-		done
-	done
-}
-
-teardown() {
-	kill_job_children
-	common_teardown
-}
-
-# hold NAME [CLIENT-ARGS...]: hold_client, remembered under NAME.
-hold() {
-	local name=$1
-	shift
-	hold_client "$@" || return 1
-	H_PID[$name]=$HOLD_PID H_GO[$name]=$HOLD_GO H_OUT[$name]=$HOLD_OUT
-	H_PORT[$name]=$HOLD_PORT
-}
-
-# release NAME [SECONDS]: let the held client NAME send; wait for it to end
-# cleanly (status 0: EOF).
-release() {
-	local pid=${H_PID[$1]} st=0
-	: >"${H_GO[$1]}"
-	wait_until "! pid_alive $pid" "${2:-10}" || return 1
-	wait "$pid" || st=$?
-	[ "$st" -eq 0 ] || fail "held client $1 ended with status $st"
-}
-
-# bg NAME [CLIENT-ARGS...]: a client in the background; waits until it has
-# connected (or ended).  Its received bytes go to ${B_OUT[NAME]}.
-bg() {
-	local name=$1
-	shift
-	B_OUT[$name]=$BATS_TEST_TMPDIR/bg.$name.out
-	B_ERR[$name]=$BATS_TEST_TMPDIR/bg.$name.err
-	: >"${B_ERR[$name]}"
-	client --out "${B_OUT[$name]}" "$@" 2>"${B_ERR[$name]}" 3>&- &
-	B_PID[$name]=$!
-	wait_until "grep -q '^client: connected' '${B_ERR[$name]}' ||
-	    ! pid_alive ${B_PID[$name]}" 5
-}
-
 # bg_port NAME: the local port of background client NAME.
 bg_port() {
 	sed -n 's/^client: connected local=[^ ]* port=\([0-9]*\)$/\1/p' "${B_ERR[$1]}"
-}
-
-# bg_wait NAME [SECONDS]: wait for background client NAME; sets B_STATUS[NAME].
-bg_wait() {
-	local pid=${B_PID[$1]} st=0
-	wait_until "! pid_alive $pid" "${2:-10}" || return 1
-	wait "$pid" || st=$?
-	B_STATUS[$1]=$st
 }
 
 # stays_true 'CONDITION' SECONDS: CONDITION holds throughout SECONDS (polled);
@@ -94,17 +32,6 @@ stays_true() {
 		fi
 		sleep 0.05
 	done
-}
-
-# nchildren: how many children the daemon has (zombies included).
-nchildren() {
-	children_of "$DAEMON_PID" | wc -l
-}
-
-# no_children: wait until the daemon has no child at all (every one exited
-# and was reaped).
-no_children() {
-	wait_until '[ "$(nchildren)" -eq 0 ]' 5
 }
 
 # -- max-children -------------------------------------------------------------

@@ -15,49 +15,6 @@ load test_helper
 
 # -- helpers local to this file (test_helper.bash has the shared ones) --------
 
-declare -gA B_PID B_OUT B_ERR B_STATUS
-
-# kill_job_children: a backgrounded `client` (a shell function) runs python
-# in a subshell, and killing the job leaves python behind: stop those first.
-kill_job_children() {
-	local j c
-	local -a kids
-	for j in $(jobs -p); do
-		[ "$j" != "$DAEMON_PID" ] || continue
-		read -r -a kids 2>/dev/null <"/proc/$j/task/$j/children" || true
-		for c in "${kids[@]}"; do
-			kill -TERM "$c" 2>/dev/null || true
-		done
-	done
-}
-
-teardown() {
-	kill_job_children
-	common_teardown
-}
-
-# bg NAME [CLIENT-ARGS...]: a client in the background; waits until it has
-# connected (or ended).  Its received bytes go to ${B_OUT[NAME]}.
-bg() {
-	local name=$1
-	shift
-	B_OUT[$name]=$BATS_TEST_TMPDIR/bg.$name.out
-	B_ERR[$name]=$BATS_TEST_TMPDIR/bg.$name.err
-	: >"${B_ERR[$name]}"
-	client --out "${B_OUT[$name]}" "$@" 2>"${B_ERR[$name]}" 3>&- &
-	B_PID[$name]=$!
-	wait_until "grep -q '^client: connected' '${B_ERR[$name]}' ||
-	    ! pid_alive ${B_PID[$name]}" 5
-}
-
-# bg_wait NAME [SECONDS]: wait for background client NAME; sets B_STATUS[NAME].
-bg_wait() {
-	local pid=${B_PID[$1]} st=0
-	wait_until "! pid_alive $pid" "${2:-10}" || return 1
-	wait "$pid" || st=$?
-	B_STATUS[$1]=$st
-}
-
 # cpu_ticks PID: user + system CPU time of PID in clock ticks.
 cpu_ticks() {
 	echo $(($(proc_field "$1" 14) + $(proc_field "$1" 15)))
@@ -99,13 +56,6 @@ set_soft() {
 	[ "$(limit "$1" "$2" SOFT)" = "$3" ]
 }
 
-# user_args: what start_daemon passes for the user (-u nobody as root).
-user_args() {
-	if [ "$(id -u)" = 0 ]; then
-		printf '%s\n' -u "${DAEMON_USER:-nobody}"
-	fi
-}
-
 # start_daemon_stderr REDIRECT-TARGET [ARGS...]: start the daemon with -d and
 # its stderr (the log) going to REDIRECT-TARGET; no log to wait for, so wait
 # until a client is answered.  Sets DAEMON_PID and PORT.
@@ -124,11 +74,6 @@ start_daemon_stderr() {
 	wait_until "client --timeout 1 --expect 'You said:up\\n' 'up\\n' 2>/dev/null ||
 	    ! pid_alive $DAEMON_PID" 10
 	pid_alive "$DAEMON_PID"
-}
-
-# no_children: wait until every child exited and was reaped.
-no_children() {
-	wait_until '[ "$(children_of "$DAEMON_PID" | wc -l)" -eq 0 ]' 5
 }
 
 # serve_many N: N clients, 4 at a time, every one answered exactly (and all

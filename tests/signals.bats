@@ -15,39 +15,10 @@ load test_helper
 
 # -- helpers local to this file (test_helper.bash has the shared ones) --------
 
-# nchildren: how many children the daemon has (zombies included).
-nchildren() {
-	children_of "$DAEMON_PID" | wc -l
-}
-
-# no_children: wait until every child exited and was reaped.
-no_children() {
-	wait_until '[ "$(nchildren)" -eq 0 ]' 5
-}
-
 # tcp_refused: a plain connect to PORT is refused; bash's /dev/tcp starts no
 # process, so this is quick even on a loaded machine.
 tcp_refused() {
 	! (exec 9<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
-}
-
-# kill_job_children: a backgrounded `client` (a shell function) runs python
-# in a subshell, and killing the job leaves python behind: stop those first.
-kill_job_children() {
-	local j c
-	local -a kids
-	for j in $(jobs -p); do
-		[ "$j" != "$DAEMON_PID" ] || continue
-		read -r -a kids 2>/dev/null <"/proc/$j/task/$j/children" || true
-		for c in "${kids[@]}"; do
-			kill -TERM "$c" 2>/dev/null || true
-		done
-	done
-}
-
-teardown() {
-	kill_job_children
-	common_teardown
 }
 
 # assert_refused: a new connection is refused (nothing listens).
@@ -71,13 +42,6 @@ set_conf() {
 	printf '%b' "$1" >"$CONF.new"
 	chmod 644 "$CONF.new"
 	mv "$CONF.new" "$CONF"
-}
-
-# user_args: what start_daemon passes for the user (-u nobody as root).
-user_args() {
-	if [ "$(id -u)" = 0 ]; then
-		printf '%s\n' -u "${DAEMON_USER:-nobody}"
-	fi
 }
 
 # reload: SIGHUP, then wait for the reload's verdict line; prints it.

@@ -61,6 +61,14 @@
 #	start_detached PIDFILE [ARGS...]  start without -d; sets PORT DPID
 #	make_world_tmpdir		sets WORLD_TMPDIR: a 0755 directory (removed
 #					in teardown) that a dropped user can reach
+#	hold NAME / release NAME [SECONDS]  hold_client by name (H_PID H_GO
+#					H_OUT H_PORT [NAME])
+#	bg NAME [ARGS...] / bg_wait NAME  background client by name (B_PID
+#					B_OUT B_ERR B_STATUS [NAME])
+#	nchildren / no_children [SECONDS]  count / wait for none of the
+#					daemon's children
+#	user_args			-u USER lines as start_daemon passes them
+#	kill_job_children		stop what backgrounded subshell jobs run
 
 bats_require_minimum_version 1.5.0
 
@@ -743,6 +751,74 @@ procs_of_exe() {
 	done < <(find /proc/[0-9]*/exe -maxdepth 0 -lname "$1" 2>/dev/null)
 }
 
+# -- named clients and children (limits, hostile, resources, signals.bats) ---
+
+# Filled by hold (H_*) and bg (B_*), keyed by the client's NAME.
+# shellcheck disable=SC2034 # API: read by the .bats files
+declare -gA H_PID H_GO H_OUT H_PORT B_PID B_OUT B_ERR B_STATUS
+
+# hold NAME [CLIENT-ARGS...]: hold_client, remembered under NAME.
+# shellcheck disable=SC2034 # API: read by the .bats files
+hold() {
+	local name=$1
+	shift
+	hold_client "$@" || return 1
+	H_PID[$name]=$HOLD_PID H_GO[$name]=$HOLD_GO H_OUT[$name]=$HOLD_OUT
+	H_PORT[$name]=$HOLD_PORT
+}
+
+# release NAME [SECONDS]: let the held client NAME send; wait for it to end
+# cleanly (status 0: EOF).
+release() {
+	local pid=${H_PID[$1]} st=0
+	: >"${H_GO[$1]}"
+	wait_until "! pid_alive $pid" "${2:-10}" || return 1
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ] || fail "held client $1 ended with status $st"
+}
+
+# bg NAME [CLIENT-ARGS...]: a client in the background; waits until it has
+# connected (or ended).  Its received bytes go to ${B_OUT[NAME]}.
+bg() {
+	local name=$1
+	shift
+	B_OUT[$name]=$BATS_TEST_TMPDIR/bg.$name.out
+	B_ERR[$name]=$BATS_TEST_TMPDIR/bg.$name.err
+	: >"${B_ERR[$name]}"
+	client --out "${B_OUT[$name]}" "$@" 2>"${B_ERR[$name]}" 3>&- &
+	B_PID[$name]=$!
+	wait_until "grep -q '^client: connected' '${B_ERR[$name]}' ||
+	    ! pid_alive ${B_PID[$name]}" 5
+}
+
+# bg_wait NAME [SECONDS]: wait for background client NAME; sets B_STATUS[NAME].
+# shellcheck disable=SC2034 # API: read by the .bats files
+bg_wait() {
+	local pid=${B_PID[$1]} st=0
+	wait_until "! pid_alive $pid" "${2:-10}" || return 1
+	wait "$pid" || st=$?
+	B_STATUS[$1]=$st
+}
+
+# nchildren: how many children the daemon has (zombies included).
+nchildren() {
+	children_of "$DAEMON_PID" | wc -l
+}
+
+# no_children [SECONDS]: wait until the daemon has no child at all (every
+# one exited and was reaped).
+no_children() {
+	# shellcheck disable=SC2016 # evaluated by wait_until
+	wait_until '[ "$(nchildren)" -eq 0 ]' "${1:-5}"
+}
+
+# user_args: what start_daemon passes for the user (-u nobody as root).
+user_args() {
+	if [ "$(id -u)" = 0 ]; then
+		printf '%s\n' -u "${DAEMON_USER:-nobody}"
+	fi
+}
+
 # -- setup and teardown -----------------------------------------------------
 
 # common_setup: refuse to run while a process an earlier test could not stop
@@ -777,11 +853,27 @@ _kill_and_wait() {
 	done
 }
 
-# common_teardown: stop background clients, tracked processes and the
-# daemon; record survivors; print the logs when the test failed.
+# kill_job_children: a backgrounded `client` (a shell function) runs python
+# in a subshell, and killing the job leaves python behind: stop those first.
+kill_job_children() {
+	local j c
+	local -a kids
+	for j in $(jobs -p); do
+		[ "$j" != "$DAEMON_PID" ] || continue
+		read -r -a kids 2>/dev/null <"/proc/$j/task/$j/children" || true
+		for c in "${kids[@]}"; do
+			kill -TERM "$c" 2>/dev/null || true
+		done
+	done
+}
+
+# common_teardown: stop background clients (kill_job_children first),
+# tracked processes and the daemon; record survivors; print the logs when the
+# test failed.
 common_teardown() {
 	local rc=0 id j f
 	local -a jobs_left=()
+	kill_job_children
 	for j in $(jobs -p); do
 		[ "$j" = "$DAEMON_PID" ] || jobs_left+=("$j")
 	done
