@@ -114,6 +114,7 @@ drain_test() {
 }
 
 @test "SIGTERM: a detached daemon removes its pidfile and exits" {
+	[ -z "${SRVEXAMPLE_VALGRIND:-}" ] || skip "under valgrind /proc/PID/exe is valgrind, not srvexample"
 	make_world_tmpdir
 	pidfile=$WORLD_TMPDIR/run/srvexample.pid
 	# Started as root, the daemon creates the directory for the user it
