@@ -97,7 +97,7 @@ child_main(const struct child_ctx *cx)
 	setproctitle("client %s port %d", ip, port);
 	client_name(cx, ip, name, sizeof(name));
 	log_info("Connection from %s [%s] %d", name, ip, port);
-	if (sandbox_enter(cx->fd) == -1)
+	if (sandbox_enter() == -1)
 		_exit(OUTCOME_ERROR);
 	session_run(cx->fd, cx->buf, cx->conf->max_line,
 	    cx->start + cx->conf->timeout * 1000LL, &res);

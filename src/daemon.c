@@ -106,3 +106,11 @@ daemon_pidfile_close(struct pidfile *pf)
 	close(pf->dirfd);
 	free(pf);
 }
+
+/* The pidfile's directory descriptor, the one thing the parent may unlink in
+ * (sandbox.c); -1 without a pidfile. */
+int
+daemon_pidfile_dirfd(const struct pidfile *pf)
+{
+	return pf == NULL ? -1 : pf->dirfd;
+}

@@ -263,13 +263,15 @@ main(int argc, char *argv[])
 	if (!o.foreground && conf.pidfile != NULL &&
 	    (pf = daemon_pidfile_open(conf.pidfile, &pd)) == NULL)
 		exit(1);
-	if (privdrop_apply(&pd, conf.chroot) == -1 || sandbox_prepare() == -1)
+	if (privdrop_apply(&pd, conf.chroot) == -1)
 		exit(1);
 	if (!o.foreground)
 		daemon_detach(pf);
 	title_parent(lfd, nlfd);
+	if (sandbox_parent(daemon_pidfile_dirfd(pf)) == -1)
+		exit(1);
 	log_info("ready: %s %s, pid %ld%s", SE_NAME, PACKAGE_VERSION,
-	    (long)getpid(), sandbox_active() ? ", children sandboxed" : "");
+	    (long)getpid(), sandbox_active() ? ", sandboxed" : "");
 	log_started();
 	notify_send("READY=1\nSTATUS=serving\nMAINPID=%ld", (long)getpid());
 	ctx = (struct server_ctx){ &conf, &o.src, lfd, nlfd, o.foreground };

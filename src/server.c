@@ -201,7 +201,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 	close(fd);
 	if (children_add(&s->kids, pid, src, addr_ntop(ss, ip, sizeof(ip)),
 	    now) == -1)
-		kill(pid, SIGKILL);	/* cannot track it: do not let it serve */
+		children_kill(pid, SIGKILL);	/* untracked: must not serve */
 }
 
 /* Decide about one accepted client: deny, refuse, or serve. */

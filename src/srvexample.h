@@ -171,6 +171,7 @@ struct pidfile *daemon_pidfile_open(const char *, const struct privdrop *);
 void	 daemon_detach(struct pidfile *);
 void	 daemon_pidfile_remove(struct pidfile *);
 void	 daemon_pidfile_close(struct pidfile *);
+int	 daemon_pidfile_dirfd(const struct pidfile *);
 
 /* notify.c */
 void	 notify_init(void);
@@ -178,8 +179,8 @@ void	 notify_send(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	 notify_fd(void);
 
 /* sandbox.c */
-int	 sandbox_prepare(void);
-int	 sandbox_enter(int);
+int	 sandbox_parent(int);
+int	 sandbox_enter(void);
 int	 sandbox_active(void);
 
 /* session.c */
@@ -230,6 +231,7 @@ int	 children_add(struct children *, pid_t, const struct addrmask *,
 	    const char *, int64_t);
 int	 children_remove(struct children *, pid_t, struct child *);
 size_t	 children_count_source(const struct children *, const struct addrmask *);
+int	 children_kill(pid_t, int);
 void	 children_signal_all(struct children *, int);
 void	 children_free(struct children *);
 

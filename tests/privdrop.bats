@@ -80,15 +80,6 @@ make_jail() {
 	WORLD_TMPDIRS+=("$JAIL")
 }
 
-# config_h: the build's config.h, if it can be found.
-config_h() {
-	local f
-	for f in "${top_builddir:-}/config.h" "$TESTS_DIR/../config.h"; do
-		[ -f "$f" ] && printf '%s\n' "$f" && return 0
-	done
-	return 1
-}
-
 @test "privdrop: as root with -u nobody the parent runs as nobody:nogroup for good" {
 	require_root
 	start_daemon
@@ -287,16 +278,4 @@ config_h() {
 		esac
 	done < <(fd_report "$child")
 	echo "# detached child fds: $(fd_report "$child" | tr '\n' ';')" >&3
-}
-
-@test "privdrop: children are sandboxed with seccomp when built with it" {
-	local h child
-	h=$(config_h) || skip "no config.h found (set top_builddir)"
-	grep -q '^#define HAVE_SECCOMP 1' "$h" || skip "built without seccomp"
-	! grep -q '^#define SANITIZERS 1' "$h" || skip "sanitizer build: sandbox off"
-	start_daemon
-	hold_client 'x\n'
-	child=$(child_for_port "$HOLD_PORT")
-	[ "$(proc_status "$child" Seccomp)" = 2 ] || fail "child Seccomp: $(proc_status "$child" Seccomp)"
-	[ "$(proc_status "$child" NoNewPrivs)" = 1 ]
 }
