@@ -83,8 +83,8 @@ void
 child_main(const struct child_ctx *cx)
 {
 	struct session_result	 res;
-	char			 ip[INET6_ADDRSTRLEN], name[NI_MAXHOST * 4 + 4];
-	char			 esc[64 * 4 + 8];
+	char			 ip[INET6_ADDRSTRLEN];
+	char			 name[64 * 4 + 8], esc[64 * 4 + 8];	/* log_escape */
 	int			 port = addr_port(cx->peer);
 	pid_t			 self;
 	int64_t			 end;

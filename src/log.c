@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -141,21 +142,31 @@ log_getverbose(void)
 	return log_verbose;
 }
 
-/* Send one formatted message to the sinks. */
+/*
+ * Send one formatted message to the sinks: the message is formatted once and
+ * each sink's header goes in front of it through an iovec, so a line costs
+ * one vsnprintf() and one system call per sink (children log twice each).
+ */
 static void
-log_emit(int pri, const char *msg)
+log_emit(int pri, char *msg, size_t len)
 {
-	char		 line[LOG_LINE_MAX + 64], stamp[32];
+	static char	 prefix[] = SE_NAME ": ", nl[] = "\n";
+	struct iovec	 iov[3];
+	struct msghdr	 mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	char		 head[96], stamp[32];
 	struct tm	 tm;
 	time_t		 now;
 	int		 n;
 
 	if (log_to_stderr) {
-		n = snprintf(line, sizeof(line), "%s%s\n", log_stderr_prefix ||
-		    (log_starting && pri <= LOG_ERR) ? SE_NAME ": " : "", msg);
-		if (n > (int)sizeof(line) - 1)
-			n = sizeof(line) - 1, line[n - 1] = '\n';
-		(void)write(STDERR_FILENO, line, n);
+		iov[0].iov_base = prefix;
+		iov[0].iov_len = log_stderr_prefix ||
+		    (log_starting && pri <= LOG_ERR) ? sizeof(prefix) - 1 : 0;
+		iov[1].iov_base = msg;
+		iov[1].iov_len = len;
+		iov[2].iov_base = nl;
+		iov[2].iov_len = 1;
+		(void)writev(STDERR_FILENO, iov, 3);
 	}
 	if (!log_to_syslog || log_syslog_fd == -1)
 		return;
@@ -163,11 +174,13 @@ log_emit(int pri, const char *msg)
 	if (localtime_r(&now, &tm) == NULL ||
 	    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm) == 0)
 		stamp[0] = '\0';
-	n = snprintf(line, sizeof(line), "<%d>%s %s[%ld]: %s",
-	    log_facility | pri, stamp, SE_NAME, (long)log_pid, msg);
-	if (n > (int)sizeof(line) - 1)
-		n = sizeof(line) - 1;
-	(void)send(log_syslog_fd, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	n = snprintf(head, sizeof(head), "<%d>%s %s[%ld]: ",
+	    log_facility | pri, stamp, SE_NAME, (long)log_pid);
+	iov[0].iov_base = head;
+	iov[0].iov_len = n < (int)sizeof(head) ? (size_t)n : sizeof(head) - 1;
+	iov[1].iov_base = msg;
+	iov[1].iov_len = len;
+	(void)sendmsg(log_syslog_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* Format and emit; with errno_too append ": strerror(saved errno)". */
@@ -175,15 +188,18 @@ static void __attribute__((format(printf, 3, 0)))
 log_vmsg(int pri, int errno_too, const char *fmt, va_list ap)
 {
 	char	 msg[LOG_LINE_MAX];
-	int	 saved = errno;
+	int	 saved = errno, n;
 	size_t	 len;
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	len = n < 0 ? 0 : n < (int)sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
 	if (errno_too) {
-		len = strlen(msg);
-		snprintf(msg + len, sizeof(msg) - len, ": %s", strerror(saved));
+		n = snprintf(msg + len, sizeof(msg) - len, ": %s",
+		    strerror(saved));
+		len += n < 0 ? 0 : n < (int)(sizeof(msg) - len) ? (size_t)n :
+		    sizeof(msg) - len - 1;
 	}
-	log_emit(pri, msg);
+	log_emit(pri, msg, len);
 	errno = saved;
 }
 

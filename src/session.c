@@ -190,7 +190,7 @@ out:
 void
 session_linger(int fd)
 {
-	char	 scratch[16384];
+	char	 scratch[4096];	/* small: a deep stack costs page faults */
 	int64_t	 deadline = clock_ms() + LINGER_MS;
 	size_t	 total = 0;
 	ssize_t	 n;
