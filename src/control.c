@@ -152,9 +152,9 @@ control_stats(const struct stats *st, size_t active)
 	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
 	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
 	    st->crashed);
-	log_info("refusals: max-per-source=%lu crash-penalty=%lu busy=%lu "
-	    "proxy=%lu", st->refused_limit, st->refused_penalty,
-	    st->refused_busy, st->refused_proxy);
+	log_info("refusals: max-per-source=%lu crash-penalty=%lu proxy=%lu "
+	    "busy=%lu", st->refused_limit, st->refused_penalty,
+	    st->refused_proxy, st->refused_busy);
 	log_info("stats: %s", line);
 	notify_send("STATUS=%s", line);
 }

@@ -38,38 +38,40 @@ wait_until(int fd, short events, int64_t deadline)
 }
 
 /*
- * Read the header from fd and not one byte more: peek at what has arrived,
+ * Read the header from fd and not one byte more: peek at what has arrived
  * and read exactly the header once it is complete (as HAProxy's own receiver
  * does), so the client's line stays queued for session_run().  While the
- * header is incomplete, SO_RCVLOWAT makes poll() wait for new bytes instead
- * of reporting the ones already peeked at again.
+ * parser wants more, every byte peeked at lies inside the header, so those
+ * are read at once and poll() then waits for new ones.  Only poll, recv and
+ * close: what the sandbox inherited from the parent allows.
  */
 static int
 header_read(int fd, int64_t deadline, struct proxy_hdr *h)
 {
 	uint8_t		 buf[PROXY_MAX_LEN];
+	size_t		 have = 0;
 	ssize_t		 n, len;
-	int		 ev, err, lowat;
+	int		 ev, err;
 
 	for (;;) {
-		if ((ev = wait_until(fd, POLLIN | POLLRDHUP, deadline)) <= 0)
+		if ((ev = wait_until(fd, POLLIN, deadline)) <= 0)
 			return ev == 0 ? PROXY_E_TIMEOUT : PROXY_E_IO;
-		n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+		n = recv(fd, buf + have, sizeof(buf) - have,
+		    MSG_PEEK | MSG_DONTWAIT);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n <= 0)
-			return n == 0 ? PROXY_E_EOF : PROXY_E_IO;
-		if ((len = proxy_parse(buf, n, h, &err)) == -1)
+			return n == -1 ? PROXY_E_IO : have > 0 ?
+			    PROXY_E_TRUNCATED : PROXY_E_EOF;
+		if ((len = proxy_parse(buf, have + n, h, &err)) == -1)
 			return err;
-		if (len > 0)
-			return recv(fd, buf, len, MSG_DONTWAIT) == len ? PROXY_OK :
-			    PROXY_E_IO;
-		if (ev & (POLLRDHUP | POLLHUP | POLLERR))
-			return PROXY_E_TRUNCATED;
-		lowat = n + 1;
-		if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat,
-		    sizeof(lowat)) == -1)
+		if (len > 0)		/* the rest of the header, exactly */
+			n = len - have;
+		if (recv(fd, buf + have, n, MSG_DONTWAIT) != n)
 			return PROXY_E_IO;
+		if (len > 0)
+			return PROXY_OK;
+		have += n;
 	}
 }
 
@@ -97,12 +99,10 @@ handoff_child(int fd, int ctl, const struct sockaddr_storage *peer,
     int64_t deadline, struct sockaddr_storage *real)
 {
 	struct proxy_hdr	 h;
-	int			 err, one = 1, ev;
+	int			 err, ev;
 	uint8_t			 v;
 
-	err = header_read(fd, deadline, &h);
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-	if (err != PROXY_OK) {
+	if ((err = header_read(fd, deadline, &h)) != PROXY_OK) {
 		(void)report(ctl, err, peer);
 		return -1;
 	}
