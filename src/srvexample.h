@@ -276,7 +276,8 @@ struct child {
 	char		 ip[46];
 	int64_t		 start;
 	int		 signalled;	/* the parent sent it a signal */
-	int		 ctl;		/* awaiting its PROXY report, or -1 */
+	int		 ctl;		/* behind a balancer: its report socket
+					   until read, then -2; else -1 */
 };
 struct children {
 	struct child	*v;
