@@ -15,7 +15,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-harnesses=(session conf)
+harnesses=(session conf proxy)
 mode=fuzz
 seconds=60
 
@@ -66,12 +66,14 @@ sources() {
 	case $1 in
 	session) echo "fuzz/fuzz_session.c src/session.c src/clock.c" ;;
 	conf) echo "fuzz/fuzz_conf.c src/conf.c src/addr.c src/log.c src/ratelimit.c" ;;
+	proxy) echo "fuzz/fuzz_proxy.c src/proxy.c" ;;
 	esac
 }
 ldflags() {
 	case $1 in
 	session) echo "-Wl,--wrap=recv,--wrap=send" ;;	# cuts session_run's I/O
 	conf) echo "" ;;
+	proxy) echo "" ;;
 	esac
 }
 

@@ -18,7 +18,8 @@
 #define WATCHDOG_SLACK	2	/* seconds past timeout before SIGALRM kills */
 
 static const char *const outcome_names[OUTCOME_MAX] = {
-	"ok", "eof", "timeout", "too-long", "error", "refused", "denied"
+	"ok", "eof", "timeout", "too-long", "error", "refused", "denied",
+	"proxy"
 };
 
 /* The name of an outcome for the logs. */
@@ -28,22 +29,31 @@ child_outcome_name(enum outcome o)
 	return o < OUTCOME_MAX ? outcome_names[o] : "unknown";
 }
 
-/* Close every descriptor but stdio, the client and the log socket. */
+/*
+ * Close every descriptor but stdio and those in keep (the client, the log
+ * socket, the parent's socketpair; -1 for none).
+ */
 static void
-close_inherited(int keep1, int keep2)
+close_inherited(int keep0, int keep1, int keep2)
 {
-	int	 lo = keep1 < keep2 ? keep1 : keep2;
-	int	 hi = keep1 < keep2 ? keep2 : keep1;
+	int	 keep[3] = { keep0, keep1, keep2 }, t, i, j;
+	unsigned int lo = 3;
 
-	if (lo < 3)		/* stdio is always kept */
-		lo = hi;
-	if (hi < 3)
-		hi = lo = 2;
-	if (lo > 3)
-		close_range(3, lo - 1, 0);
-	if (hi > lo + 1)
-		close_range(lo + 1, hi - 1, 0);
-	close_range(hi + 1, ~0U, 0);
+	for (i = 0; i < 3; i++)		/* sort the three */
+		for (j = i + 1; j < 3; j++)
+			if (keep[j] < keep[i]) {
+				t = keep[i];
+				keep[i] = keep[j];
+				keep[j] = t;
+			}
+	for (i = 0; i < 3; i++) {
+		if (keep[i] < (int)lo)	/* -1, stdio or a duplicate */
+			continue;
+		if ((unsigned int)keep[i] > lo)
+			close_range(lo, keep[i] - 1, 0);
+		lo = keep[i] + 1;
+	}
+	close_range(lo, ~0U, 0);
 }
 
 /*
@@ -65,12 +75,13 @@ reset_signals(void)
 
 /* The client's name for the log: reverse DNS when asked, else the address. */
 static void
-client_name(const struct child_ctx *cx, const char *ip, char *name, size_t len)
+client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
+    const char *ip, char *name, size_t len)
 {
 	char	 host[NI_MAXHOST];
 
-	if (cx->conf->resolve && getnameinfo((const struct sockaddr *)cx->peer,
-	    cx->peer->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
+	if (cx->conf->resolve && getnameinfo((const struct sockaddr *)peer,
+	    peer->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
 	    sizeof(struct sockaddr_in6), host, sizeof(host), NULL, 0,
 	    NI_NAMEREQD) == 0)
 		log_escape(name, len, host, strlen(host));
@@ -78,24 +89,63 @@ client_name(const struct child_ctx *cx, const char *ip, char *name, size_t len)
 		strlcpy(name, ip, len);
 }
 
+/*
+ * Behind a balancer: read the PROXY header and ask the parent whether to
+ * serve the real client, whose address is put in *real.  Returns only to
+ * serve; a refusal ends here as the parent's own refusals do (the parent
+ * logged and counted it): an "Error: " line, or silence when denied.
+ */
+static void
+child_handoff(const struct child_ctx *cx, struct sockaddr_storage *real)
+{
+	char	 ip[INET6_ADDRSTRLEN];
+	int	 v;
+
+	setproctitle("proxy %s port %d", addr_ntop(cx->peer, ip, sizeof(ip)),
+	    addr_port(cx->peer));
+	v = handoff_child(cx->fd, cx->ctl, cx->peer,
+	    cx->start + cx->conf->timeout * 1000LL, real);
+	close(cx->ctl);
+	if (v == VERDICT_SERVE)
+		return;
+	if (v == VERDICT_LIMIT || v == VERDICT_PENALTY)
+		(void)send(cx->fd, v == VERDICT_LIMIT ? SE_ERR_PER_SOURCE :
+		    SE_ERR_PENALTY, strlen(v == VERDICT_LIMIT ?
+		    SE_ERR_PER_SOURCE : SE_ERR_PENALTY),
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	else if (v == 0)
+		log_warnx("client %s port %d: no answer from the parent",
+		    ip, addr_port(cx->peer));
+	session_linger(cx->fd);
+	_exit(v == -1 ? OUTCOME_PROXY : v == VERDICT_DENY ? OUTCOME_DENIED :
+	    v == 0 ? OUTCOME_ERROR : OUTCOME_REFUSED);
+}
+
 /* Serve the client of cx and exit with the outcome as status. */
 void
 child_main(const struct child_ctx *cx)
 {
 	struct session_result	 res;
+	struct sockaddr_storage	 real;
+	const struct sockaddr_storage *peer = cx->peer;
 	char			 ip[INET6_ADDRSTRLEN];
 	char			 name[64 * 4 + 8], esc[64 * 4 + 8];	/* log_escape */
-	int			 port = addr_port(cx->peer);
+	int			 port;
 	pid_t			 self;
 	int64_t			 end;
 
 	self = log_postfork();
 	reset_signals();
-	close_inherited(cx->fd, log_fd());
+	close_inherited(cx->fd, log_fd(), cx->ctl);
 	alarm(cx->conf->timeout + WATCHDOG_SLACK);
-	addr_ntop(cx->peer, ip, sizeof(ip));
+	if (cx->ctl != -1) {
+		child_handoff(cx, &real);
+		peer = &real;
+	}
+	port = addr_port(peer);
+	addr_ntop(peer, ip, sizeof(ip));
 	setproctitle("client %s port %d", ip, port);
-	client_name(cx, ip, name, sizeof(name));
+	client_name(cx, peer, ip, name, sizeof(name));
 	log_info("Connection from %s [%s] %d", name, ip, port);
 	if (sandbox_enter() == -1)
 		_exit(OUTCOME_ERROR);

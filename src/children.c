@@ -37,6 +37,7 @@ children_add(struct children *t, pid_t pid, const struct addrmask *source,
 	strlcpy(c->ip, ip, sizeof(c->ip));
 	c->start = now;
 	c->signalled = 0;
+	c->ctl = -1;
 	return 0;
 }
 
@@ -54,6 +55,18 @@ children_remove(struct children *t, pid_t pid, struct child *out)
 		return 0;
 	}
 	return -1;
+}
+
+/* The record of child pid, or NULL. */
+struct child *
+children_find(struct children *t, pid_t pid)
+{
+	size_t	 i;
+
+	for (i = 0; i < t->n; i++)
+		if (t->v[i].pid == pid)
+			return &t->v[i];
+	return NULL;
 }
 
 /* How many live children serve source (compared as masked networks). */

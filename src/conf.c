@@ -40,6 +40,8 @@ static int	set_listen(struct conf *, const struct keyword *, const char *,
 		    const char **);
 static int	set_acl(struct conf *, const struct keyword *, const char *,
 		    const char **);
+static int	set_proxy_from(struct conf *, const struct keyword *, const char *,
+		    const char **);
 static int	set_prefix(struct conf *, const struct keyword *, const char *,
 		    const char **);
 static int	set_log(struct conf *, const struct keyword *, const char *,
@@ -69,6 +71,8 @@ static const struct keyword keywords[] = {
 	{ "log",		set_log,	0, 0, 0, 0 },
 	{ "log-facility",	set_facility,	0, 0, 0, 0 },
 	{ "reuse-port",		set_yesno,	OFF(reuse_port), 0, 0, 0 },
+	{ "proxy-protocol",	set_yesno,	OFF(proxy_protocol), 0, 0, 0 },
+	{ "proxy-from",		set_proxy_from,	0, 0, 0, 1 },
 };
 #undef OFF
 
@@ -221,6 +225,21 @@ set_acl(struct conf *c, const struct keyword *k, const char *v,
 		return -1;
 	r->allow = (int)k->offset;
 	c->nacl++;
+	return 0;
+}
+
+/* Add a balancer allowed to send a PROXY header. */
+static int
+set_proxy_from(struct conf *c, const struct keyword *k, const char *v,
+    const char **why)
+{
+	if (c->nproxy_from == CONF_MAX_PROXY_FROM) {
+		*why = "too many proxy-from addresses at";
+		return -1;
+	}
+	if (addr_parse(v, &c->proxy_from[c->nproxy_from], 1, why) == -1)
+		return -1;
+	c->nproxy_from++;
 	return 0;
 }
 
@@ -431,6 +450,9 @@ override_list(struct conf *c, const char *keyword, int *cleared)
 	    strcmp(keyword, "deny") == 0) && !(*cleared & 2)) {
 		c->nacl = 0;
 		*cleared |= 2;
+	} else if (strcmp(keyword, "proxy-from") == 0 && !(*cleared & 4)) {
+		c->nproxy_from = 0;
+		*cleared |= 4;
 	}
 }
 
@@ -477,6 +499,11 @@ conf_load(const struct conf_source *src, struct conf *c)
 	}
 	if (conf_apply_overrides(src, c) == -1)
 		rv = -1;
+	if (rv == 0 && c->proxy_protocol && c->nproxy_from == 0) {
+		log_warnx("%s: proxy-protocol yes needs at least one proxy-from "
+		    "address", src->path);
+		rv = -1;
+	}
 	if (rv == -1)
 		conf_clear(c);
 	return rv;
@@ -494,6 +521,18 @@ conf_acl_allows(const struct conf *c, const struct addrmask *host)
 		any_allow |= c->acl[i].allow;
 	}
 	return !any_allow;
+}
+
+/* Is host a balancer that may send a PROXY header? */
+int
+conf_proxy_trusted(const struct conf *c, const struct addrmask *host)
+{
+	int	 i;
+
+	for (i = 0; i < c->nproxy_from; i++)
+		if (addr_match(&c->proxy_from[i], host))
+			return 1;
+	return 0;
 }
 
 /* Print the effective configuration, one "keyword value" per line (-nv). */
@@ -528,4 +567,8 @@ conf_print(const struct conf *c)
 		if (facilities[i].value == c->log_facility)
 			printf("log-facility %s\n", facilities[i].name);
 	printf("reuse-port %s\n", c->reuse_port ? "yes" : "no");
+	printf("proxy-protocol %s\n", c->proxy_protocol ? "yes" : "no");
+	for (j = 0; j < c->nproxy_from; j++)
+		printf("proxy-from %s\n", addr_mask_ntop(&c->proxy_from[j], buf,
+		    sizeof(buf)));
 }

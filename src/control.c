@@ -144,15 +144,17 @@ control_stats(const struct stats *st, size_t active)
 	char		 line[512];
 	unsigned long	 refused;
 
-	refused = st->refused_limit + st->refused_penalty + st->refused_busy;
+	refused = st->refused_limit + st->refused_penalty + st->refused_busy +
+	    st->refused_proxy;
 	snprintf(line, sizeof(line), "served=%lu active=%zu eof=%lu timeouts=%lu "
 	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu",
 	    st->outcome[OUTCOME_OK], active, st->outcome[OUTCOME_EOF],
 	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
 	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
 	    st->crashed);
-	log_info("refusals: max-per-source=%lu crash-penalty=%lu busy=%lu",
-	    st->refused_limit, st->refused_penalty, st->refused_busy);
+	log_info("refusals: max-per-source=%lu crash-penalty=%lu proxy=%lu "
+	    "busy=%lu", st->refused_limit, st->refused_penalty,
+	    st->refused_proxy, st->refused_busy);
 	log_info("stats: %s", line);
 	notify_send("STATUS=%s", line);
 }

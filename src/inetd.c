@@ -26,6 +26,10 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 		return -1;
 	}
 	addr_normalize(&ss);
+	if (c->proxy_protocol) {
+		log_warnx("-i: proxy-protocol is not supported with -i");
+		return -1;
+	}
 	if (privdrop_apply(pd, c->chroot) == -1 || sandbox_parent(-1) == -1)
 		return -1;
 	addr_from_sockaddr(&ss, &host);
@@ -43,5 +47,6 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	cx.conf = c;
 	cx.buf = buf;
 	cx.start = clock_ms();
+	cx.ctl = -1;
 	child_main(&cx);
 }

@@ -27,9 +27,9 @@
 #define ACCEPT_BATCH	32	/* accepts per listener per wakeup */
 #define KILL_AFTER_MS	2000	/* SIGKILL stragglers this long after SIGTERM */
 
-#define ERR_PER_SOURCE	"Error: too many connections from your address\n"
-#define ERR_PENALTY	"Error: try again later\n"
-#define ERR_BUSY	"Error: server busy\n"
+#define ERR_PER_SOURCE	SE_ERR_PER_SOURCE
+#define ERR_PENALTY	SE_ERR_PENALTY
+#define ERR_BUSY	SE_ERR_BUSY
 
 struct server {
 	struct server_ctx	*ctx;
@@ -41,6 +41,9 @@ struct server {
 	struct lingers		 lingers;
 	struct stats		 st;
 	char			*buf;		/* the children's line buffer */
+	struct pollfd		*pfd;
+	pid_t			*ctlpid;	/* the child behind each ctl pollfd */
+	size_t			 pfdcap;
 	int64_t			 paused_until;
 	int			 pause_ms;
 	int			 stopping;
@@ -115,6 +118,10 @@ child_died(struct server *s, const struct child *c, int status, int64_t now)
 
 	if (WIFEXITED(status)) {
 		code = WEXITSTATUS(status);
+		/* Refused behind a balancer: counted when the parent decided. */
+		if (c->ctl == -2 && (code == OUTCOME_REFUSED ||
+		    code == OUTCOME_DENIED || code == OUTCOME_PROXY))
+			return;
 		s->st.outcome[code < OUTCOME_MAX ? code : OUTCOME_ERROR]++;
 		return;
 	}
@@ -130,11 +137,11 @@ child_died(struct server *s, const struct child *c, int status, int64_t now)
 		return;
 	}
 	s->st.crashed++;
-	if (s->conf->crash_penalty > 0)
+	if (s->conf->crash_penalty > 0 && c->source.family != AF_UNSPEC)
 		penalty_add(&s->pen, &c->source, now + s->conf->crash_penalty * 1000LL);
 	if (!ratelimit_allow(&s->rl_crash, now, &held))
 		return;
-	if (s->conf->crash_penalty > 0)
+	if (s->conf->crash_penalty > 0 && c->source.family != AF_UNSPEC)
 		log_warnx("child %ld (client %s) killed by signal SIG%s, refusing "
 		    "%s for %d s%s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,
 		    s->conf->crash_penalty, held ? " (more crashes not logged)" : "");
@@ -142,6 +149,23 @@ child_died(struct server *s, const struct child *c, int status, int64_t now)
 		log_warnx("child %ld (client %s) killed by signal SIG%s%s",
 		    (long)c->pid, c->ip, sigabbrev_np(sig),
 		    held ? " (more crashes not logged)" : "");
+}
+
+/*
+ * A child died with its report still unread: a bad header is logged and
+ * counted like any other (the child exits right after reporting one).
+ */
+static void
+proxy_report_dead(struct server *s, struct child *c, int64_t now)
+{
+	struct handoff_report	 r;
+
+	if (handoff_recv(c->ctl, &r) == 1 && r.error != PROXY_OK) {
+		s->st.refused_proxy++;
+		log_refusal(s, &r.addr, "refused", proxy_error_name(r.error), now);
+	}
+	close(c->ctl);
+	c->ctl = -2;
 }
 
 /* Reap every child that has exited: a waitpid(WNOHANG) loop, no zombies. */
@@ -153,8 +177,11 @@ reap(struct server *s, int64_t now)
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		if (children_remove(&s->kids, pid, &c) == 0)
+		if (children_remove(&s->kids, pid, &c) == 0) {
+			if (c.ctl >= 0)
+				proxy_report_dead(s, &c, now);
 			child_died(s, &c, status, now);
+		}
 }
 
 /* Is the child limit reached (after reaping, so the count is exact)? */
@@ -179,19 +206,33 @@ over_source_limit(struct server *s, const struct addrmask *src, int64_t now)
 	return children_count_source(&s->kids, src) >= limit;
 }
 
-/* Fork a child for the client; the parent keeps only the record. */
+/*
+ * Fork a child for the client; the parent keeps only the record.  Behind a
+ * balancer (proxy) the child gets one end of a socketpair for its report,
+ * and counts for no source until it has told the real one.
+ */
 static void
 spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
-    const struct addrmask *src, int64_t now)
+    const struct addrmask *src, int proxy, int64_t now)
 {
-	struct child_ctx	 cx = { fd, ss, s->conf, s->buf, now };
+	struct child_ctx	 cx = { fd, ss, s->conf, s->buf, now, -1 };
 	char			 ip[INET6_ADDRSTRLEN];
-	pid_t			 pid;
+	int			 sv[2] = { -1, -1 };
+	pid_t			 pid = -1;
 
-	if ((pid = fork()) == 0)
-		child_main(&cx);
+	if (!proxy || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0, sv) == 0) {
+		cx.ctl = sv[1];
+		if ((pid = fork()) == 0)
+			child_main(&cx);
+	}
+	if (sv[1] != -1)
+		close(sv[1]);
 	if (pid == -1) {
-		log_repeated(&s->rl_fork, now, "fork");
+		log_repeated(&s->rl_fork, now, proxy ? "fork or socketpair" :
+		    "fork");
+		if (sv[0] != -1)
+			close(sv[0]);
 		s->st.refused_busy++;
 		refuse(s, fd, ss, ERR_BUSY, "busy", now);
 		pause_accepting(s, now);
@@ -200,35 +241,133 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 	s->pause_ms = 0;
 	close(fd);
 	if (children_add(&s->kids, pid, src, addr_ntop(ss, ip, sizeof(ip)),
-	    now) == -1)
+	    now) == -1) {
 		children_kill(pid, SIGKILL);	/* untracked: must not serve */
+		if (sv[0] != -1)
+			close(sv[0]);
+	} else if (sv[0] != -1)
+		children_find(&s->kids, pid)->ctl = sv[0];
+}
+
+/*
+ * The access rules, crash penalties and max-per-source for the client at ss
+ * (its source network in *src): the verdict, with a refusal logged and
+ * counted here.  The caller closes the connection as the verdict says.
+ */
+static enum verdict
+judge(struct server *s, const struct sockaddr_storage *ss,
+    struct addrmask *src, int64_t now)
+{
+	struct addrmask	 host;
+
+	addr_from_sockaddr(ss, &host);
+	if (s->conf->nacl > 0 && !conf_acl_allows(s->conf, &host)) {
+		s->st.outcome[OUTCOME_DENIED]++;
+		log_refusal(s, ss, "denied", NULL, now);
+		return VERDICT_DENY;
+	}
+	*src = host;
+	addr_mask(src, host.family == AF_INET ? s->conf->prefix4 :
+	    s->conf->prefix6);
+	if (penalty_active(&s->pen, src, now)) {
+		s->st.refused_penalty++;
+		log_refusal(s, ss, "refused", "crash-penalty", now);
+		return VERDICT_PENALTY;
+	}
+	if (over_source_limit(s, src, now)) {
+		s->st.refused_limit++;
+		log_refusal(s, ss, "refused", "max-per-source", now);
+		return VERDICT_LIMIT;
+	}
+	return VERDICT_SERVE;
+}
+
+/*
+ * Behind a balancer, only the balancers in proxy-from may connect; the rules
+ * about the client wait for the child's report of its real address.
+ */
+static void
+admit_proxied(struct server *s, int fd, struct sockaddr_storage *ss,
+    int64_t now)
+{
+	struct addrmask	 host, none;
+
+	addr_from_sockaddr(ss, &host);
+	if (!conf_proxy_trusted(s->conf, &host)) {
+		s->st.refused_proxy++;
+		linger_start(&s->lingers, fd, now);
+		log_refusal(s, ss, "refused", proxy_error_name(PROXY_E_UNTRUSTED),
+		    now);
+		return;
+	}
+	memset(&none, 0, sizeof(none));		/* AF_UNSPEC: no source yet */
+	spawn(s, fd, ss, &none, 1, now);
 }
 
 /* Decide about one accepted client: deny, refuse, or serve. */
 static void
 admit(struct server *s, int fd, struct sockaddr_storage *ss, int64_t now)
 {
-	struct addrmask	 host, src;
+	struct addrmask	 src;
 
 	addr_normalize(ss);
-	addr_from_sockaddr(ss, &host);
-	if (s->conf->nacl > 0 && !conf_acl_allows(s->conf, &host)) {
-		s->st.outcome[OUTCOME_DENIED]++;
-		linger_start(&s->lingers, fd, now);
-		log_refusal(s, ss, "denied", NULL, now);
+	if (s->conf->proxy_protocol) {
+		admit_proxied(s, fd, ss, now);
 		return;
 	}
-	src = host;
-	addr_mask(&src, host.family == AF_INET ? s->conf->prefix4 :
-	    s->conf->prefix6);
-	if (penalty_active(&s->pen, &src, now)) {
-		s->st.refused_penalty++;
-		refuse(s, fd, ss, ERR_PENALTY, "crash-penalty", now);
-	} else if (over_source_limit(s, &src, now)) {
-		s->st.refused_limit++;
-		refuse(s, fd, ss, ERR_PER_SOURCE, "max-per-source", now);
-	} else
-		spawn(s, fd, ss, &src, now);
+	switch (judge(s, ss, &src, now)) {
+	case VERDICT_SERVE:
+		spawn(s, fd, ss, &src, 0, now);
+		return;
+	case VERDICT_PENALTY:
+		(void)send(fd, ERR_PENALTY, strlen(ERR_PENALTY),
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		break;
+	case VERDICT_LIMIT:
+		(void)send(fd, ERR_PER_SOURCE, strlen(ERR_PER_SOURCE),
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		break;
+	case VERDICT_DENY:		/* no reply at all */
+		break;
+	}
+	linger_start(&s->lingers, fd, now);
+}
+
+/*
+ * A child behind a balancer reported: judge the real client as admit()
+ * would, re-account the child under the real source when it is to serve, and
+ * tell it.  The report was sent before the child waits, so this never blocks.
+ */
+static void
+proxy_report(struct server *s, pid_t pid, int64_t now)
+{
+	struct handoff_report	 r;
+	struct addrmask		 src;
+	struct child		*c;
+	enum verdict		 v;
+	char			 ip[INET6_ADDRSTRLEN];
+	int			 ctl, n;
+
+	if ((c = children_find(&s->kids, pid)) == NULL || c->ctl < 0 ||
+	    (n = handoff_recv(c->ctl, &r)) == 0)
+		return;
+	ctl = c->ctl;
+	c->ctl = -2;		/* judge() may reap and move the table */
+	if (n == 1 && r.error != PROXY_OK) {
+		s->st.refused_proxy++;
+		log_refusal(s, &r.addr, "refused", proxy_error_name(r.error), now);
+	} else if (n == 1) {
+		addr_normalize(&r.addr);
+		v = judge(s, &r.addr, &src, now);
+		if (v == VERDICT_SERVE && (c = children_find(&s->kids, pid)) !=
+		    NULL) {
+			c->source = src;
+			strlcpy(c->ip, addr_ntop(&r.addr, ip, sizeof(ip)),
+			    sizeof(c->ip));
+		}
+		handoff_send_verdict(ctl, v);
+	}
+	close(ctl);
 }
 
 /*
@@ -373,6 +512,46 @@ poll_timeout(const struct server *s, int64_t now)
 	return d < 0 ? 0 : d > 60000 ? 60000 : (int)d;
 }
 
+/*
+ * Make room in the poll set for signals, listeners, lingering clients and
+ * every child's report socket.
+ */
+static void
+poll_grow(struct server *s)
+{
+	size_t	 need = 1 + s->ctx->nlfd + sizeof(s->lingers.v) /
+	    sizeof(s->lingers.v[0]) + s->kids.n;
+	void	*p, *q;
+
+	if (need <= s->pfdcap)
+		return;
+	need += need / 2;
+	if ((p = reallocarray(s->pfd, need, sizeof(*s->pfd))) == NULL)
+		fatal("poll set");
+	s->pfd = p;
+	if ((q = reallocarray(s->ctlpid, need, sizeof(*s->ctlpid))) == NULL)
+		fatal("poll set");
+	s->ctlpid = q;
+	s->pfdcap = need;
+}
+
+/* Add the report sockets of children behind a balancer; how many. */
+static size_t
+poll_ctl(struct server *s, struct pollfd *pfd, pid_t *pids)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < s->kids.n; i++) {
+		if (s->kids.v[i].ctl < 0)
+			continue;
+		pfd[n].fd = s->kids.v[i].ctl;
+		pfd[n].events = POLLIN;
+		pfd[n].revents = 0;
+		pids[n++] = s->kids.v[i].pid;
+	}
+	return n;
+}
+
 /* Build the poll set: signals, listeners (when accepting), lingering clients. */
 static size_t
 poll_set(struct server *s, struct pollfd *pfd, int64_t now)
@@ -391,20 +570,33 @@ poll_set(struct server *s, struct pollfd *pfd, int64_t now)
 	return linger_pollfds(&s->lingers, pfd + 1 + s->ctx->nlfd);
 }
 
-/* One pass: wait, then handle signals, lingering clients, new clients. */
+/*
+ * One pass: wait, then handle children's reports (before reaping, so that a
+ * child's last report is read before its exit is counted), signals,
+ * lingering clients, new clients.
+ */
 static void
-server_pass(struct server *s, struct pollfd *pfd)
+server_pass(struct server *s)
 {
-	int64_t	 now = clock_ms();
-	size_t	 nl = poll_set(s, pfd, now);
-	int	 i, n;
+	struct pollfd	*pfd;
+	int64_t		 now = clock_ms();
+	size_t		 nl, nc, k, base;
+	int		 i, n;
 
-	n = poll(pfd, 1 + s->ctx->nlfd + nl, poll_timeout(s, now));
+	poll_grow(s);
+	pfd = s->pfd;
+	nl = poll_set(s, pfd, now);
+	base = 1 + s->ctx->nlfd + nl;
+	nc = poll_ctl(s, pfd + base, s->ctlpid);
+	n = poll(pfd, base + nc, poll_timeout(s, now));
 	if (n == -1 && errno != EINTR)
 		fatal("poll");
 	now = clock_ms();
 	if (s->reservefd == -1 && now >= s->paused_until)
 		s->reservefd = eventfd(0, EFD_CLOEXEC);
+	for (k = 0; n > 0 && k < nc; k++)
+		if (pfd[base + k].revents)
+			proxy_report(s, s->ctlpid[k], now);
 	if (n > 0 && pfd[0].revents)
 		handle_signals(s, now);
 	linger_service(&s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);
@@ -420,7 +612,6 @@ int
 server_run(struct server_ctx *ctx)
 {
 	struct server	 s;
-	struct pollfd	*pfd;
 
 	memset(&s, 0, sizeof(s));
 	s.ctx = ctx;
@@ -428,17 +619,16 @@ server_run(struct server_ctx *ctx)
 	if (signals_setup(&s) == -1)
 		return -1;
 	if ((s.reservefd = eventfd(0, EFD_CLOEXEC)) == -1 ||
-	    (s.buf = malloc(session_bufsize(s.conf->max_line))) == NULL ||
-	    (pfd = calloc(1 + ctx->nlfd + sizeof(s.lingers.v) /
-	    sizeof(s.lingers.v[0]), sizeof(*pfd))) == NULL) {
+	    (s.buf = malloc(session_bufsize(s.conf->max_line))) == NULL) {
 		log_warn("server setup");
 		return -1;
 	}
 	while (!s.stopping || s.kids.n > 0)
-		server_pass(&s, pfd);
+		server_pass(&s);
 	linger_close_all(&s.lingers);
 	log_info("exiting");
-	free(pfd);
+	free(s.pfd);
+	free(s.ctlpid);
 	free(s.buf);
 	children_free(&s.kids);
 	close(s.reservefd);

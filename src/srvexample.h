@@ -24,6 +24,12 @@
 
 #define CONF_MAX_LISTEN		16
 #define CONF_MAX_ACL		256
+#define CONF_MAX_PROXY_FROM	64
+
+/* The refusal lines, sent by the parent or (behind a balancer) a child. */
+#define SE_ERR_PER_SOURCE	"Error: too many connections from your address\n"
+#define SE_ERR_PENALTY		"Error: try again later\n"
+#define SE_ERR_BUSY		"Error: server busy\n"
 
 /* Child exit statuses; the parent counts outcomes from them. */
 enum outcome {
@@ -34,6 +40,7 @@ enum outcome {
 	OUTCOME_ERROR,
 	OUTCOME_REFUSED,	/* parent only */
 	OUTCOME_DENIED,		/* parent only */
+	OUTCOME_PROXY,		/* no valid PROXY header (counted by the parent) */
 	OUTCOME_MAX
 };
 
@@ -78,6 +85,9 @@ struct conf {
 	enum log_sink	 log;
 	int		 log_facility;
 	int		 reuse_port;
+	int		 proxy_protocol;
+	struct addrmask	 proxy_from[CONF_MAX_PROXY_FROM];
+	int		 nproxy_from;
 };
 
 /* Where the configuration comes from, kept so that SIGHUP can read it again. */
@@ -96,6 +106,7 @@ struct stats {
 	unsigned long	refused_limit;
 	unsigned long	refused_penalty;
 	unsigned long	refused_busy;
+	unsigned long	refused_proxy;	/* untrusted sender or bad header */
 	unsigned long	crashed;
 };
 
@@ -117,6 +128,7 @@ int	 conf_read_stream(FILE *, const char *, struct conf *);
 int	 conf_set(struct conf *, const char *, const char *, const char *);
 void	 conf_print(const struct conf *);
 int	 conf_acl_allows(const struct conf *, const struct addrmask *);
+int	 conf_proxy_trusted(const struct conf *, const struct addrmask *);
 int	 conf_facility(const char *);
 
 /* log.c */
@@ -200,6 +212,49 @@ size_t	 session_bufsize(size_t);
 void	 session_run(int, char *, size_t, int64_t, struct session_result *);
 void	 session_linger(int);
 
+/* proxy.c */
+#define PROXY_MAX_LEN	1024	/* the longest header taken, v2 TLVs included */
+enum proxy_error {
+	PROXY_OK = 0,
+	PROXY_E_SIGNATURE,	/* not a PROXY header (or none at all) */
+	PROXY_E_VERSION,
+	PROXY_E_COMMAND,
+	PROXY_E_FAMILY,
+	PROXY_E_ADDRESS,
+	PROXY_E_TLV,
+	PROXY_E_TOO_LONG,
+	PROXY_E_TRUNCATED,	/* the connection ended inside the header */
+	PROXY_E_TIMEOUT,
+	PROXY_E_EOF,		/* closed before sending anything */
+	PROXY_E_IO,
+	PROXY_E_UNTRUSTED,	/* the sender is not in proxy-from */
+	PROXY_E_MAX
+};
+struct proxy_hdr {
+	int			 version;	/* 1 or 2 */
+	int			 local;		/* use the connection's addresses */
+	struct sockaddr_storage	 src;		/* the client */
+	struct sockaddr_storage	 dst;		/* the address it connected to */
+};
+ssize_t	 proxy_parse(const uint8_t *, size_t, struct proxy_hdr *, int *);
+const char *proxy_error_name(int);
+
+/* handoff.c */
+enum verdict {
+	VERDICT_SERVE = 's',
+	VERDICT_LIMIT = 'l',	/* max-per-source */
+	VERDICT_PENALTY = 'p',	/* crash-penalty */
+	VERDICT_DENY = 'd'	/* allow/deny */
+};
+struct handoff_report {
+	int			 error;	/* enum proxy_error; PROXY_OK: served */
+	struct sockaddr_storage	 addr;	/* the real client; the balancer on error */
+};
+int	 handoff_child(int, int, const struct sockaddr_storage *, int64_t,
+	    struct sockaddr_storage *);
+int	 handoff_recv(int, struct handoff_report *);
+void	 handoff_send_verdict(int, enum verdict);
+
 /* inetd.c */
 int	 inetd_serve(const struct conf *, const struct privdrop *);
 
@@ -210,6 +265,7 @@ struct child_ctx {
 	const struct conf		*conf;
 	char				*buf;
 	int64_t				 start;
+	int				 ctl;	/* to the parent, behind a balancer */
 };
 const char *child_outcome_name(enum outcome);
 void	 child_main(const struct child_ctx *) __attribute__((noreturn));
@@ -221,6 +277,8 @@ struct child {
 	char		 ip[46];
 	int64_t		 start;
 	int		 signalled;	/* the parent sent it a signal */
+	int		 ctl;		/* behind a balancer: its report socket
+					   until read, then -2; else -1 */
 };
 struct children {
 	struct child	*v;
@@ -230,6 +288,7 @@ struct children {
 int	 children_add(struct children *, pid_t, const struct addrmask *,
 	    const char *, int64_t);
 int	 children_remove(struct children *, pid_t, struct child *);
+struct child *children_find(struct children *, pid_t);
 size_t	 children_count_source(const struct children *, const struct addrmask *);
 int	 children_kill(pid_t, int);
 void	 children_signal_all(struct children *, int);
