@@ -257,7 +257,7 @@ ok_count() {
 		else
 			set_conf 'max-line 64\n'
 		fi
-		signal_daemon HUP
+		kill -HUP "$DAEMON_PID"
 		wait_until "[ \$(log_count '^configuration reloaded\$') -eq $round ]" 10
 		run --separate-stderr client --timeout 10 "$probe\\n"
 		if [ $((round % 2)) -eq 1 ]; then
