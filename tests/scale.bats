@@ -95,7 +95,7 @@ set_conf() {
 # DAEMON_PID, so teardown stops it and the instance; its own log is
 # daemon.log, instance N logs to daemon.instance.N.log.  Sets PORT.
 start_held() {
-	local v
+	local v try
 	local -a pass=() wrapper=() uargs=()
 	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
 		[ -z "${!v:-}" ] || pass+=(-E "$v")
@@ -105,13 +105,22 @@ start_held() {
 	: >"$BATS_TEST_TMPDIR/srvexample.conf"
 	INSTANCE_LOG=$BATS_TEST_TMPDIR/daemon.instance
 	export PORT DAEMON_LOG=$BATS_TEST_TMPDIR/daemon.log
-	PORT=$(free_port)
-	systemd-socket-activate -l "127.0.0.1:$PORT" "${pass[@]}" \
-	    "$BATS_TEST_DIRNAME/socket-holder" -L "$INSTANCE_LOG" \
-	    "${wrapper[@]}" "$SRVEXAMPLE" -d -f "$BATS_TEST_TMPDIR/srvexample.conf" \
-	    "${uargs[@]}" "$@" </dev/null >"$DAEMON_LOG" 2>&1 3>&- &
-	export DAEMON_PID=$!
-	wait_for_log "^Listening on 127\\.0\\.0\\.1:$PORT " 5
+	# Another port when the free one was taken in the meantime.
+	for try in 1 2 3 4 5; do
+		PORT=$(free_port)
+		systemd-socket-activate -l "127.0.0.1:$PORT" "${pass[@]}" \
+		    "$BATS_TEST_DIRNAME/socket-holder" -L "$INSTANCE_LOG" \
+		    "${wrapper[@]}" "$SRVEXAMPLE" -d \
+		    -f "$BATS_TEST_TMPDIR/srvexample.conf" "${uargs[@]}" "$@" \
+		    </dev/null >"$DAEMON_LOG" 2>&1 3>&- &
+		export DAEMON_PID=$!
+		wait_until "grep -aq '^Listening on ' '$DAEMON_LOG' ||
+		    ! pid_alive $DAEMON_PID" 5
+		grep -aq "^Listening on 127\\.0\\.0\\.1:$PORT " "$DAEMON_LOG" && return 0
+		wait "$DAEMON_PID" || true
+		grep -aq 'Address already in use' "$DAEMON_LOG" && [ "$try" -lt 5 ] ||
+		    fail "systemd-socket-activate did not start: $(cat "$DAEMON_LOG")"
+	done
 }
 
 # instance_ready N: wait for instance N's `ready:` line; set INSTANCE_PID to
