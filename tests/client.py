@@ -16,6 +16,8 @@ repeat and hold modes), 2 usage.
 Other modes:
     --hold N       open N connections at once and keep them open (see --help)
     --repeat N     N exchanges, --parallel P at a time, checked with --expect
+                   (--duration S: until then; --stop-file F: until F exists;
+                   --progress-file F: the counts so far, after each exchange)
     --decode DATA  write the decoded DATA to stdout and exit (no connection)
 """
 
@@ -336,6 +338,8 @@ def main_repeat(args):
         with lock:
             if stop_at is not None and time.monotonic() >= stop_at:
                 return False
+            if args.stop_file and os.path.exists(args.stop_file):
+                return False
             if args.repeat and counts["started"] >= args.repeat:
                 return False
             counts["started"] += 1
@@ -349,6 +353,9 @@ def main_repeat(args):
                 counts["ok" if good else "failed"] += 1
                 if not good and len(failures) < 5:
                     failures.append("%s got %s" % (describe(res), escape(bytes(res.received[:200]))))
+                if args.progress_file:
+                    write_atomically(args.progress_file, "ok=%d failed=%d\n" % (
+                        counts["ok"], counts["failed"]))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, args.parallel))]
     for t in threads:
@@ -493,6 +500,10 @@ def parse_args(argv):
                    help="N exchanges (0 with --duration: until then)")
     p.add_argument("--parallel", type=int, default=1, metavar="P")
     p.add_argument("--duration", type=float, default=0.0)
+    p.add_argument("--stop-file", metavar="FILE",
+                   help="repeat mode: start no new exchange once FILE exists")
+    p.add_argument("--progress-file", metavar="FILE",
+                   help="repeat mode: after each exchange, write ok=N failed=N to FILE")
     p.add_argument("--ignore-errors", action="store_true",
                    help="repeat mode: exit 0 whatever happened (load generator)")
     p.add_argument("--decode", action="store_true",
@@ -514,7 +525,7 @@ def main(argv):
         return EXIT_EOF
     if args.hold:
         return main_hold(args)
-    if args.repeat or args.duration:
+    if args.repeat or args.duration or args.stop_file:
         return main_repeat(args)
     return main_single(args)
 

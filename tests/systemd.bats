@@ -123,6 +123,7 @@ make_units() {
 	# shellcheck disable=SC2016 # a literal $MAINPID
 	grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit"
 	grep -qx 'Restart=on-failure' "$unit"
+	grep -qx 'KillMode=mixed' "$unit"
 	grep -qx 'User=srvexample' "$unit"
 	grep -qx 'Requires=srvexample.socket' "$unit"
 	grep -qx 'CapabilityBoundingSet=' "$unit"
