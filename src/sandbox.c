@@ -139,6 +139,7 @@ build_filter(int unlink_dirfd)
 {
 	scmp_filter_ctx	 ctx;
 	size_t		 i;
+	int		 fd;
 
 	if ((ctx = seccomp_init(SCMP_ACT_KILL_PROCESS)) == NULL)
 		return NULL;
@@ -151,7 +152,9 @@ build_filter(int unlink_dirfd)
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0) != 0)
 			goto fail;
 	/* Kernels before pidfds (5.3): signal children with kill(2). */
-	if (syscall(SYS_pidfd_open, getpid(), 0) == -1 && errno == ENOSYS &&
+	if ((fd = syscall(SYS_pidfd_open, getpid(), 0)) != -1)
+		close(fd);
+	else if (errno == ENOSYS &&
 	    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 0) != 0)
 		goto fail;
 	if (add_checked(ctx, unlink_dirfd) == -1)
