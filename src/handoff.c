@@ -83,7 +83,10 @@ report(int ctl, int error, const struct sockaddr_storage *addr)
 
 	memset(&r, 0, sizeof(r));
 	r.error = error;
-	r.addr = *addr;
+	/* Only the address's own bytes: the rest of the storage was never
+	 * written (and must not carry stale stack bytes to the parent). */
+	memcpy(&r.addr, addr, addr->ss_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	return send(ctl, &r, sizeof(r), MSG_NOSIGNAL) == sizeof(r) ? 0 : -1;
 }
 
