@@ -57,20 +57,33 @@ close_inherited(int keep0, int keep1, int keep2)
 }
 
 /*
- * Undo the parent's signal setup: all unblocked.  Reload and stats signals
- * are ignored (pkill -HUP must not kill children), and so is SIGINT: a ^C
- * on the terminal reaches the parent, which drains children with grace.
+ * What children ignore: reload and stats signals (pkill -HUP must not kill
+ * them), and SIGINT: a ^C on the terminal reaches the parent, which drains
+ * children with grace.  Set once in the parent, which keeps these signals
+ * blocked for its signalfd (the kernel never discards a blocked signal, so
+ * ignoring them costs the parent nothing), and inherited by every fork: a
+ * child that made these calls itself would touch three more pages of libc.
+ */
+static sigset_t	 child_mask;	/* empty: a child blocks nothing */
+
+void
+child_signals_ignore(void)
+{
+	sigemptyset(&child_mask);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+}
+
+/*
+ * Undo the parent's signal mask: all unblocked.  The empty set was made by
+ * the parent: reading its memory is free, calling sigemptyset() is not
+ * (glibc's sigprocmask() is a wrapper on another page around this call).
  */
 static void
 reset_signals(void)
 {
-	sigset_t	 none;
-
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	pthread_sigmask(SIG_SETMASK, &child_mask, NULL);
 }
 
 /* The client's name for the log: reverse DNS when asked, else the address. */
@@ -98,11 +111,10 @@ client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
 static void
 child_handoff(const struct child_ctx *cx, struct sockaddr_storage *real)
 {
-	char	 ip[INET6_ADDRSTRLEN];
+	const char *ip = cx->ip;
 	int	 v;
 
-	setproctitle("proxy %s port %d", addr_ntop(cx->peer, ip, sizeof(ip)),
-	    addr_port(cx->peer));
+	setproctitle("proxy %s port %d", ip, addr_port(cx->peer));
 	v = handoff_child(cx->fd, cx->ctl, cx->peer,
 	    cx->start + cx->conf->timeout * 1000LL, real);
 	close(cx->ctl);
@@ -128,22 +140,23 @@ child_main(const struct child_ctx *cx)
 	struct session_result	 res;
 	struct sockaddr_storage	 real;
 	const struct sockaddr_storage *peer = cx->peer;
-	char			 ip[INET6_ADDRSTRLEN];
+	const char		*ip = cx->ip;
+	char			 realip[INET6_ADDRSTRLEN];
 	char			 name[64 * 4 + 8], esc[64 * 4 + 8];	/* log_escape */
 	int			 port;
 	pid_t			 self;
 	int64_t			 end;
 
-	self = log_postfork();
+	self = getpid();
 	reset_signals();
 	close_inherited(cx->fd, log_fd(), cx->ctl);
 	alarm(cx->conf->timeout + WATCHDOG_SLACK);
 	if (cx->ctl != -1) {
 		child_handoff(cx, &real);
 		peer = &real;
+		ip = addr_ntop(peer, realip, sizeof(realip));
 	}
 	port = addr_port(peer);
-	addr_ntop(peer, ip, sizeof(ip));
 	setproctitle("client %s port %d", ip, port);
 	client_name(cx, peer, ip, name, sizeof(name));
 	log_info("Connection from %s [%s] %d", name, ip, port);

@@ -19,6 +19,7 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	struct addrmask		 host;
 	struct child_ctx	 cx;
 	socklen_t		 len = sizeof(ss);
+	char			 ip[INET6_ADDRSTRLEN];
 	char			*buf;
 
 	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) == -1) {
@@ -44,9 +45,11 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	}
 	cx.fd = STDIN_FILENO;
 	cx.peer = &ss;
+	cx.ip = addr_ntop(&ss, ip, sizeof(ip));
 	cx.conf = c;
 	cx.buf = buf;
 	cx.start = clock_ms();
 	cx.ctl = -1;
+	child_signals_ignore();
 	child_main(&cx);
 }

@@ -33,7 +33,6 @@ static int	 log_syslog_fd = -1;
 static int	 log_facility = LOG_DAEMON;
 static int	 log_verbose;
 static int	 log_stderr_is_file;	/* children must be able to write it */
-static pid_t	 log_pid;
 
 /* Connect the syslog socket; a missing syslog is not an error. */
 static void
@@ -57,7 +56,6 @@ log_init(enum log_sink sink, int facility, int both)
 {
 	struct stat	 st;
 
-	log_pid = getpid();
 	log_facility = facility;
 	log_to_stderr = sink == LOG_SINK_STDERR || both;
 	log_to_syslog = sink == LOG_SINK_SYSLOG;
@@ -84,16 +82,8 @@ log_started(void)
 void
 log_detached(void)
 {
-	log_pid = getpid();
 	if (log_to_syslog)
 		log_to_stderr = 0;
-}
-
-/* In a new child: log with its own pid, which is returned. */
-pid_t
-log_postfork(void)
-{
-	return log_pid = getpid();
 }
 
 /*
@@ -174,8 +164,10 @@ log_emit(int pri, char *msg, size_t len)
 	if (localtime_r(&now, &tm) == NULL ||
 	    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm) == 0)
 		stamp[0] = '\0';
+	/* getpid() each time: a pid cached in memory would cost every child
+	   a copied page when it stored its own. */
 	n = snprintf(head, sizeof(head), "<%d>%s %s[%ld]: ",
-	    log_facility | pri, stamp, SE_NAME, (long)log_pid);
+	    log_facility | pri, stamp, SE_NAME, (long)getpid());
 	iov[0].iov_base = head;
 	iov[0].iov_len = n < (int)sizeof(head) ? (size_t)n : sizeof(head) - 1;
 	iov[1].iov_base = msg;

@@ -37,8 +37,6 @@ struct server {
 	int			 sigfd;
 	int			 reservefd;	/* given up when descriptors run out */
 	struct children		 kids;
-	struct penalty		 pen;
-	struct lingers		 lingers;
 	struct stats		 st;
 	char			*buf;		/* the children's line buffer */
 	struct pollfd		*pfd;
@@ -50,6 +48,12 @@ struct server {
 	int64_t			 stop_deadline;
 	int			 terminated;	/* SIGTERM sent to children */
 	struct ratelimit	 rl_accept, rl_fork, rl_refused, rl_crash;
+	/*
+	 * The big tables last: after each fork every page the parent writes
+	 * costs it a copy, so the fields written per client stay together.
+	 */
+	struct lingers		 lingers;
+	struct penalty		 pen;
 };
 
 /* Block the handled signals and open the signalfd that reports them. */
@@ -69,6 +73,7 @@ signals_setup(struct server *s)
 		log_warn("signalfd");
 		return -1;
 	}
+	child_signals_ignore();		/* blocked first: none is lost */
 	return 0;
 }
 
@@ -215,10 +220,12 @@ static void
 spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
     const struct addrmask *src, int proxy, int64_t now)
 {
-	struct child_ctx	 cx = { fd, ss, s->conf, s->buf, now, -1 };
+	struct child_ctx	 cx = { fd, ss, NULL, s->conf, s->buf, now, -1 };
 	char			 ip[INET6_ADDRSTRLEN];
 	int			 sv[2] = { -1, -1 };
 	pid_t			 pid = -1;
+
+	cx.ip = addr_ntop(ss, ip, sizeof(ip));	/* once, for both sides */
 
 	if (!proxy || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
 	    SOCK_NONBLOCK, 0, sv) == 0) {
@@ -238,10 +245,10 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 		pause_accepting(s, now);
 		return;
 	}
-	s->pause_ms = 0;
+	if (s->pause_ms != 0)
+		s->pause_ms = 0;
 	close(fd);
-	if (children_add(&s->kids, pid, src, addr_ntop(ss, ip, sizeof(ip)),
-	    now) == -1) {
+	if (children_add(&s->kids, pid, src, ip, now) == -1) {
 		children_kill(pid, SIGKILL);	/* untracked: must not serve */
 		if (sv[0] != -1)
 			close(sv[0]);

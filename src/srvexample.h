@@ -137,7 +137,6 @@ void	 log_setverbose(int);
 int	 log_getverbose(void);
 void	 log_detached(void);
 void	 log_started(void);
-pid_t	 log_postfork(void);
 int	 log_fd(void);
 int	 log_to_file(void);
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -262,12 +261,14 @@ int	 inetd_serve(const struct conf *, const struct privdrop *);
 struct child_ctx {
 	int				 fd;
 	const struct sockaddr_storage	*peer;
+	const char			*ip;	/* peer's numeric address */
 	const struct conf		*conf;
 	char				*buf;
 	int64_t				 start;
 	int				 ctl;	/* to the parent, behind a balancer */
 };
 const char *child_outcome_name(enum outcome);
+void	 child_signals_ignore(void);
 void	 child_main(const struct child_ctx *) __attribute__((noreturn));
 
 /* children.c */
