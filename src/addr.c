@@ -127,19 +127,39 @@ addr_from_sockaddr(const struct sockaddr_storage *ss, struct addrmask *am)
 	}
 }
 
+/*
+ * Dotted quad, as inet_ntop(3) writes it.  Ours because glibc's goes through
+ * sprintf(), whose stack frame reaches a page further down: the parent calls
+ * this for every client, and each page it writes after a fork is copied.
+ */
+static const char *
+ntop4(const struct in_addr *in, char *buf, size_t len)
+{
+	const unsigned char	*b = (const unsigned char *)&in->s_addr;
+	char			 s[INET_ADDRSTRLEN], *p = s;
+	int			 i;
+
+	for (i = 0; i < 4; i++) {
+		if (b[i] >= 100)
+			*p++ = '0' + b[i] / 100;
+		if (b[i] >= 10)
+			*p++ = '0' + b[i] / 10 % 10;
+		*p++ = '0' + b[i] % 10;
+		*p++ = i < 3 ? '.' : '\0';
+	}
+	strlcpy(buf, s, len);
+	return buf;
+}
+
 /* The numeric host address of a socket address. */
 const char *
 addr_ntop(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
-	const void	*a;
-
 	if (ss->ss_family == AF_INET)
-		a = &((const struct sockaddr_in *)ss)->sin_addr;
-	else if (ss->ss_family == AF_INET6)
-		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-	else
-		return strlcpy(buf, "unknown", len), buf;
-	if (inet_ntop(ss->ss_family, a, buf, len) == NULL)
+		return ntop4(&((const struct sockaddr_in *)ss)->sin_addr, buf,
+		    len);
+	if (ss->ss_family != AF_INET6 || inet_ntop(AF_INET6,
+	    &((const struct sockaddr_in6 *)ss)->sin6_addr, buf, len) == NULL)
 		strlcpy(buf, "unknown", len);
 	return buf;
 }

@@ -10,6 +10,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -270,6 +273,11 @@ main(int argc, char *argv[])
 	title_parent(lfd, nlfd);
 	if (sandbox_parent(daemon_pidfile_dirfd(pf)) == -1)
 		exit(1);
+#ifdef HAVE_MALLOC_TRIM
+	/* What setup freed (user lookup, filter compilation) leaves the parent:
+	   fork copies the page tables of every resident page, per client. */
+	malloc_trim(0);
+#endif
 	log_info("ready: %s %s, pid %ld%s", SE_NAME, PACKAGE_VERSION,
 	    (long)getpid(), sandbox_active() ? ", sandboxed" : "");
 	log_started();

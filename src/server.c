@@ -48,13 +48,17 @@ struct server {
 	int64_t			 stop_deadline;
 	int			 terminated;	/* SIGTERM sent to children */
 	struct ratelimit	 rl_accept, rl_fork, rl_refused, rl_crash;
-	/*
-	 * The big tables last: after each fork every page the parent writes
-	 * costs it a copy, so the fields written per client stay together.
-	 */
-	struct lingers		 lingers;
-	struct penalty		 pen;
+	struct lingers		*lingers;
+	struct penalty		*pen;
 };
+
+/*
+ * The big tables live apart in static storage (resident only once used):
+ * after each fork every page the parent writes costs it a copy, so struct
+ * server, written per client, stays small and on the loop's stack page.
+ */
+static struct lingers	 lingering;
+static struct penalty	 penalties;
 
 /* Block the handled signals and open the signalfd that reports them. */
 static int
@@ -101,7 +105,7 @@ refuse(struct server *s, int fd, const struct sockaddr_storage *ss,
     const char *line, const char *reason, int64_t now)
 {
 	(void)send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
-	linger_start(&s->lingers, fd, now);
+	linger_start(s->lingers, fd, now);
 	log_refusal(s, ss, "refused", reason, now);
 }
 
@@ -143,7 +147,7 @@ child_died(struct server *s, const struct child *c, int status, int64_t now)
 	}
 	s->st.crashed++;
 	if (s->conf->crash_penalty > 0 && c->source.family != AF_UNSPEC)
-		penalty_add(&s->pen, &c->source, now + s->conf->crash_penalty * 1000LL);
+		penalty_add(s->pen, &c->source, now + s->conf->crash_penalty * 1000LL);
 	if (!ratelimit_allow(&s->rl_crash, now, &held))
 		return;
 	if (s->conf->crash_penalty > 0 && c->source.family != AF_UNSPEC)
@@ -276,7 +280,7 @@ judge(struct server *s, const struct sockaddr_storage *ss,
 	*src = host;
 	addr_mask(src, host.family == AF_INET ? s->conf->prefix4 :
 	    s->conf->prefix6);
-	if (penalty_active(&s->pen, src, now)) {
+	if (penalty_active(s->pen, src, now)) {
 		s->st.refused_penalty++;
 		log_refusal(s, ss, "refused", "crash-penalty", now);
 		return VERDICT_PENALTY;
@@ -302,7 +306,7 @@ admit_proxied(struct server *s, int fd, struct sockaddr_storage *ss,
 	addr_from_sockaddr(ss, &host);
 	if (!conf_proxy_trusted(s->conf, &host)) {
 		s->st.refused_proxy++;
-		linger_start(&s->lingers, fd, now);
+		linger_start(s->lingers, fd, now);
 		log_refusal(s, ss, "refused", proxy_error_name(PROXY_E_UNTRUSTED),
 		    now);
 		return;
@@ -337,7 +341,7 @@ admit(struct server *s, int fd, struct sockaddr_storage *ss, int64_t now)
 	case VERDICT_DENY:		/* no reply at all */
 		break;
 	}
-	linger_start(&s->lingers, fd, now);
+	linger_start(s->lingers, fd, now);
 }
 
 /*
@@ -393,7 +397,7 @@ out_of_descriptors(struct server *s, int lfd, int64_t now)
 		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1) {
 			(void)send(fd, ERR_BUSY, strlen(ERR_BUSY),
 			    MSG_DONTWAIT | MSG_NOSIGNAL);
-			linger_start(&s->lingers, fd, now);
+			linger_start(s->lingers, fd, now);
 			s->st.refused_busy++;
 		}
 	}
@@ -507,7 +511,7 @@ handle_signals(struct server *s, int64_t now)
 static int
 poll_timeout(const struct server *s, int64_t now)
 {
-	int64_t	 t = linger_next_deadline(&s->lingers), d;
+	int64_t	 t = linger_next_deadline(s->lingers), d;
 
 	if (s->paused_until > now && (t == -1 || s->paused_until < t))
 		t = s->paused_until;
@@ -526,8 +530,8 @@ poll_timeout(const struct server *s, int64_t now)
 static void
 poll_grow(struct server *s)
 {
-	size_t	 need = 1 + s->ctx->nlfd + sizeof(s->lingers.v) /
-	    sizeof(s->lingers.v[0]) + s->kids.n;
+	size_t	 need = 1 + s->ctx->nlfd + sizeof(s->lingers->v) /
+	    sizeof(s->lingers->v[0]) + s->kids.n;
 	void	*p, *q;
 
 	if (need <= s->pfdcap)
@@ -574,7 +578,7 @@ poll_set(struct server *s, struct pollfd *pfd, int64_t now)
 		pfd[1 + i].events = POLLIN;
 		pfd[1 + i].revents = 0;
 	}
-	return linger_pollfds(&s->lingers, pfd + 1 + s->ctx->nlfd);
+	return linger_pollfds(s->lingers, pfd + 1 + s->ctx->nlfd);
 }
 
 /*
@@ -606,7 +610,7 @@ server_pass(struct server *s)
 			proxy_report(s, s->ctlpid[k], now);
 	if (n > 0 && pfd[0].revents)
 		handle_signals(s, now);
-	linger_service(&s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);
+	linger_service(s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);
 	for (i = 0; n > 0 && i < s->ctx->nlfd; i++)
 		if (pfd[1 + i].revents && !s->stopping)
 			accept_some(s, s->ctx->lfd[i], now);
@@ -621,6 +625,8 @@ server_run(struct server_ctx *ctx)
 	struct server	 s;
 
 	memset(&s, 0, sizeof(s));
+	s.lingers = &lingering;
+	s.pen = &penalties;
 	s.ctx = ctx;
 	s.conf = ctx->conf;
 	if (signals_setup(&s) == -1)
@@ -632,7 +638,7 @@ server_run(struct server_ctx *ctx)
 	}
 	while (!s.stopping || s.kids.n > 0)
 		server_pass(&s);
-	linger_close_all(&s.lingers);
+	linger_close_all(s.lingers);
 	log_info("exiting");
 	free(s.pfd);
 	free(s.ctlpid);
