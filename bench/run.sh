@@ -31,6 +31,7 @@ SRVUSER=()
 declare -A PID PORT
 LOADPID=
 TWRESTORE=0
+SOMAXRESTORE=
 
 # Print usage and exit non-zero.
 usage() {
@@ -60,6 +61,9 @@ cleanup() {
 	wait 2>/dev/null || true
 	if [ "$TWRESTORE" = 1 ]; then
 		echo 0 >/proc/sys/net/ipv4/tcp_tw_reuse || true
+	fi
+	if [ -n "$SOMAXRESTORE" ]; then
+		echo "$SOMAXRESTORE" >/proc/sys/net/core/somaxconn || true
 	fi
 	if [ -n "$WORK" ] && [ "$KEEP" = 0 ]; then
 		rm -rf "$WORK"
@@ -118,7 +122,25 @@ setup() {
 		say "kernel.pid_max is below $((HELD + 4096)): -H may fail"
 	fi
 	check_tw_reuse
+	check_somaxconn
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/srvexample-bench.XXXXXX")
+}
+
+# Let the held test's connections all wait in the accept queue: where fork
+# is slow, a queue of 4096 overflows while the server is still forking, and
+# the connections the kernel drops then are the machine's limit, not the
+# server's.
+check_somaxconn() {
+	local f=/proc/sys/net/core/somaxconn old
+	[ "$HELD" -gt 0 ] && [ -r "$f" ] || return 0
+	old=$(cat "$f")
+	[ "$old" -lt "$HELD" ] || return 0
+	if echo "$HELD" >"$f" 2>/dev/null; then
+		SOMAXRESTORE=$old
+		say "set net.core.somaxconn=$HELD for the run"
+	else
+		say "net.core.somaxconn is $old: -H may lose connections"
+	fi
 }
 
 # Let loopback clients reuse ports in TIME_WAIT (clients close first here).
@@ -158,6 +180,7 @@ server_cmd() {
 	srvnr)	CMD=("${srv[@]}" -o max-per-source=128 -o resolve=no) ;;
 	heldref) CMD=("$BINDIR/refserver" "$2") ;;
 	heldsrv) CMD=("${srv[@]}" -o "max-children=$HELD" \
+	    -o "backlog=$((HELD > 65535 ? 65535 : HELD))" \
 	    -o max-per-source=0 -o timeout=120) ;;
 	*)	die "unknown server kind $1" ;;
 	esac
@@ -608,8 +631,9 @@ write_results() {
 		echo
 		if [ -s "$WORK/held.txt" ]; then
 			echo "$HELD idle connections held at once (srvexample:" \
-			    "\`max-children $HELD\`, \`max-per-source 0\`," \
-			    "\`timeout 120\`), then all answered:"
+			    "\`max-children $HELD\`, \`backlog $HELD\`," \
+			    "\`max-per-source 0\`, \`timeout 120\`; the" \
+			    "reference listens with SOMAXCONN), then all answered:"
 			echo
 			held_table
 			echo
