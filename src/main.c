@@ -10,10 +10,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #ifdef HAVE_MALLOC_TRIM
 #include <malloc.h>
 #endif
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
