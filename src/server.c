@@ -1,5 +1,6 @@
 /*
- * server.c: the parent's loop: wait, accept, apply the limits, fork, reap.
+ * server.c: the parent's loop: wait, accept, fork, reap (admit.c decides
+ * about each client).
  *
  * Signals are blocked for good and read from a signalfd that sits in the
  * poll set beside the listeners.  So no signal is ever lost between a check
@@ -21,36 +22,12 @@
 #include <unistd.h>
 
 #include "srvexample.h"
+#include "server.h"
 
 #define PAUSE_MIN_MS	100	/* accepting paused after a resource error */
 #define PAUSE_MAX_MS	1000
 #define ACCEPT_BATCH	32	/* accepts per listener per wakeup */
 #define KILL_AFTER_MS	2000	/* SIGKILL stragglers this long after SIGTERM */
-
-#define ERR_PER_SOURCE	SE_ERR_PER_SOURCE
-#define ERR_PENALTY	SE_ERR_PENALTY
-#define ERR_BUSY	SE_ERR_BUSY
-
-struct server {
-	struct server_ctx	*ctx;
-	struct conf		*conf;
-	int			 sigfd;
-	int			 reservefd;	/* given up when descriptors run out */
-	struct children		 kids;
-	struct stats		 st;
-	char			*buf;		/* the children's line buffer */
-	struct pollfd		*pfd;
-	pid_t			*ctlpid;	/* the child behind each ctl pollfd */
-	size_t			 pfdcap;
-	int64_t			 paused_until;
-	int			 pause_ms;
-	int			 stopping;
-	int64_t			 stop_deadline;
-	int			 terminated;	/* SIGTERM sent to children */
-	struct ratelimit	 rl_accept, rl_fork, rl_refused, rl_crash;
-	struct lingers		*lingers;
-	struct penalty		*pen;
-};
 
 /*
  * The big tables live apart in static storage (resident only once used):
@@ -79,34 +56,6 @@ signals_setup(struct server *s)
 	}
 	child_signals_ignore();		/* blocked first: none is lost */
 	return 0;
-}
-
-/* Log one refusal or denial record, rate-limited. */
-static void
-log_refusal(struct server *s, const struct sockaddr_storage *ss,
-    const char *outcome, const char *reason, int64_t now)
-{
-	char		 ip[INET6_ADDRSTRLEN];
-	unsigned long	 held;
-
-	if (!ratelimit_allow(&s->rl_refused, now, &held))
-		return;
-	log_info("end client=%s port=%d pid=%ld outcome=%s%s%s in=0 out=0 "
-	    "duration=0.000%s", addr_ntop(ss, ip, sizeof(ip)), addr_port(ss),
-	    (long)getpid(), outcome, reason ? " reason=" : "", reason ? reason : "",
-	    held ? " (more refusals not logged)" : "");
-	if (held)
-		log_info("%lu refusals were not logged", held);
-}
-
-/* Refuse a client with one error line, then close lingering. */
-static void
-refuse(struct server *s, int fd, const struct sockaddr_storage *ss,
-    const char *line, const char *reason, int64_t now)
-{
-	(void)send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
-	linger_start(s->lingers, fd, now);
-	log_refusal(s, ss, "refused", reason, now);
 }
 
 /* Stop accepting for a while after a resource error, backing off. */
@@ -160,26 +109,9 @@ child_died(struct server *s, const struct child *c, int status, int64_t now)
 		    held ? " (more crashes not logged)" : "");
 }
 
-/*
- * A child died with its report still unread: a bad header is logged and
- * counted like any other (the child exits right after reporting one).
- */
-static void
-proxy_report_dead(struct server *s, struct child *c, int64_t now)
-{
-	struct handoff_report	 r;
-
-	if (handoff_recv(c->ctl, &r) == 1 && r.error != PROXY_OK) {
-		s->st.refused_proxy++;
-		log_refusal(s, &r.addr, "refused", proxy_error_name(r.error), now);
-	}
-	close(c->ctl);
-	c->ctl = -2;
-}
-
 /* Reap every child that has exited: a waitpid(WNOHANG) loop, no zombies. */
-static void
-reap(struct server *s, int64_t now)
+void
+server_reap(struct server *s, int64_t now)
 {
 	struct child	 c;
 	pid_t		 pid;
@@ -188,7 +120,7 @@ reap(struct server *s, int64_t now)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 		if (children_remove(&s->kids, pid, &c) == 0) {
 			if (c.ctl >= 0)
-				proxy_report_dead(s, &c, now);
+				admit_report_dead(s, &c, now);
 			child_died(s, &c, status, now);
 		}
 }
@@ -199,20 +131,8 @@ at_child_limit(struct server *s, int64_t now)
 {
 	if (s->kids.n < (size_t)s->conf->max_children)
 		return 0;
-	reap(s, now);
+	server_reap(s, now);
 	return s->kids.n >= (size_t)s->conf->max_children;
-}
-
-/* Would this source exceed max-per-source? */
-static int
-over_source_limit(struct server *s, const struct addrmask *src, int64_t now)
-{
-	size_t	 limit = s->conf->max_per_source;
-
-	if (limit == 0 || children_count_source(&s->kids, src) < limit)
-		return 0;
-	reap(s, now);
-	return children_count_source(&s->kids, src) >= limit;
 }
 
 /*
@@ -220,8 +140,8 @@ over_source_limit(struct server *s, const struct addrmask *src, int64_t now)
  * balancer (proxy) the child gets one end of a socketpair for its report,
  * and counts for no source until it has told the real one.
  */
-static void
-spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
+void
+server_spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
     const struct addrmask *src, int proxy, int64_t now)
 {
 	struct child_ctx	 cx = { fd, ss, NULL, s->conf, s->buf, now, -1 };
@@ -245,7 +165,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 		if (sv[0] != -1)
 			close(sv[0]);
 		s->st.refused_busy++;
-		refuse(s, fd, ss, ERR_BUSY, "busy", now);
+		admit_refuse(s, fd, ss, ERR_BUSY, "busy", now);
 		pause_accepting(s, now);
 		return;
 	}
@@ -258,127 +178,6 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 			close(sv[0]);
 	} else if (sv[0] != -1)
 		children_find(&s->kids, pid)->ctl = sv[0];
-}
-
-/*
- * The access rules, crash penalties and max-per-source for the client at ss
- * (its source network in *src): the verdict, with a refusal logged and
- * counted here.  The caller closes the connection as the verdict says.
- */
-static enum verdict
-judge(struct server *s, const struct sockaddr_storage *ss,
-    struct addrmask *src, int64_t now)
-{
-	struct addrmask	 host;
-
-	addr_from_sockaddr(ss, &host);
-	if (s->conf->nacl > 0 && !conf_acl_allows(s->conf, &host)) {
-		s->st.outcome[OUTCOME_DENIED]++;
-		log_refusal(s, ss, "denied", NULL, now);
-		return VERDICT_DENY;
-	}
-	*src = host;
-	addr_mask(src, host.family == AF_INET ? s->conf->prefix4 :
-	    s->conf->prefix6);
-	if (penalty_active(s->pen, src, now)) {
-		s->st.refused_penalty++;
-		log_refusal(s, ss, "refused", "crash-penalty", now);
-		return VERDICT_PENALTY;
-	}
-	if (over_source_limit(s, src, now)) {
-		s->st.refused_limit++;
-		log_refusal(s, ss, "refused", "max-per-source", now);
-		return VERDICT_LIMIT;
-	}
-	return VERDICT_SERVE;
-}
-
-/*
- * Behind a balancer, only the balancers in proxy-from may connect; the rules
- * about the client wait for the child's report of its real address.
- */
-static void
-admit_proxied(struct server *s, int fd, struct sockaddr_storage *ss,
-    int64_t now)
-{
-	struct addrmask	 host, none;
-
-	addr_from_sockaddr(ss, &host);
-	if (!conf_proxy_trusted(s->conf, &host)) {
-		s->st.refused_proxy++;
-		linger_start(s->lingers, fd, now);
-		log_refusal(s, ss, "refused", proxy_error_name(PROXY_E_UNTRUSTED),
-		    now);
-		return;
-	}
-	memset(&none, 0, sizeof(none));		/* AF_UNSPEC: no source yet */
-	spawn(s, fd, ss, &none, 1, now);
-}
-
-/* Decide about one accepted client: deny, refuse, or serve. */
-static void
-admit(struct server *s, int fd, struct sockaddr_storage *ss, int64_t now)
-{
-	struct addrmask	 src;
-
-	addr_normalize(ss);
-	if (s->conf->proxy_protocol) {
-		admit_proxied(s, fd, ss, now);
-		return;
-	}
-	switch (judge(s, ss, &src, now)) {
-	case VERDICT_SERVE:
-		spawn(s, fd, ss, &src, 0, now);
-		return;
-	case VERDICT_PENALTY:
-		(void)send(fd, ERR_PENALTY, strlen(ERR_PENALTY),
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
-		break;
-	case VERDICT_LIMIT:
-		(void)send(fd, ERR_PER_SOURCE, strlen(ERR_PER_SOURCE),
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
-		break;
-	case VERDICT_DENY:		/* no reply at all */
-		break;
-	}
-	linger_start(s->lingers, fd, now);
-}
-
-/*
- * A child behind a balancer reported: judge the real client as admit()
- * would, re-account the child under the real source when it is to serve, and
- * tell it.  The report was sent before the child waits, so this never blocks.
- */
-static void
-proxy_report(struct server *s, pid_t pid, int64_t now)
-{
-	struct handoff_report	 r;
-	struct addrmask		 src;
-	struct child		*c;
-	enum verdict		 v;
-	char			 ip[INET6_ADDRSTRLEN];
-	int			 ctl, n;
-
-	if ((c = children_find(&s->kids, pid)) == NULL || c->ctl < 0 ||
-	    (n = handoff_recv(c->ctl, &r)) == 0)
-		return;
-	ctl = c->ctl;
-	c->ctl = -2;		/* judge() may reap and move the table */
-	if (n == 1 && r.error != PROXY_OK) {
-		s->st.refused_proxy++;
-		log_refusal(s, &r.addr, "refused", proxy_error_name(r.error), now);
-	} else if (n == 1) {
-		addr_normalize(&r.addr);
-		v = judge(s, &r.addr, &src, now);
-		if (v == VERDICT_SERVE && (c = children_find(&s->kids, pid)) !=
-		    NULL) {
-			c->source = src;
-			strlcpy(c->ip, addr_ntop(&r.addr, ip, sizeof(ip)),
-			    sizeof(c->ip));
-		}
-		handoff_send_verdict(ctl, v);
-	}
-	close(ctl);
 }
 
 /*
@@ -429,7 +228,7 @@ accept_some(struct server *s, int lfd, int64_t now)
 		len = sizeof(ss);
 		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &len,
 		    SOCK_CLOEXEC)) != -1) {
-			admit(s, fd, &ss, now);
+			admit_client(s, fd, &ss, now);
 			continue;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -498,7 +297,7 @@ handle_signals(struct server *s, int64_t now)
 			break;
 		}
 	}
-	reap(s, now);		/* first, so that counts are exact */
+	server_reap(s, now);		/* first, so that counts are exact */
 	if (hup)
 		control_reload(s->ctx, &s->buf);
 	if (usr1)
@@ -607,7 +406,7 @@ server_pass(struct server *s)
 		s->reservefd = eventfd(0, EFD_CLOEXEC);
 	for (k = 0; n > 0 && k < nc; k++)
 		if (pfd[base + k].revents)
-			proxy_report(s, s->ctlpid[k], now);
+			admit_report(s, s->ctlpid[k], now);
 	if (n > 0 && pfd[0].revents)
 		handle_signals(s, now);
 	linger_service(s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);
