@@ -169,8 +169,7 @@ server_spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 		pause_accepting(s, now);
 		return;
 	}
-	if (s->pause_ms != 0)
-		s->pause_ms = 0;
+	s->pause_ms = 0;
 	close(fd);
 	if (children_add(&s->kids, pid, src, ip, now) == -1) {
 		children_kill(pid, SIGKILL);	/* untracked: must not serve */
