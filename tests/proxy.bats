@@ -163,6 +163,19 @@ through_haproxy() {
 	wait_for_log '^end client=192\.0\.2\.8 port=5556 .* outcome=ok in=10 '
 }
 
+@test "proxy: IPv4 clients are logged as inet_ntop(3) writes them, at every digit count" {
+	local a
+	start_proxied
+	# addr.c formats IPv4 itself: 0, 9, 10, 99, 100, 199, 200 and 255 octets.
+	for a in 0.9.10.99 100.199.200.255 255.0.0.0 1.22.133.4; do
+		run --separate-stderr client --timeout 5 "$(v1 "$a" 5000)x\\n"
+		assert_success
+		assert_output 'You said:x'
+		wait_for_log "^Connection from ${a//./\\.} \\[${a//./\\.}\\] 5000\$"
+		wait_for_log "^end client=${a//./\\.} port=5000 .* outcome=ok "
+	done
+}
+
 @test "proxy: v1 TCP6 names an IPv6 client" {
 	start_proxied
 	run --separate-stderr client --timeout 5 \
