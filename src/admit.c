@@ -141,11 +141,11 @@ admit_client(struct server *s, int fd, struct sockaddr_storage *ss, int64_t now)
 		server_spawn(s, fd, ss, &src, 0, now);
 		return;
 	case VERDICT_PENALTY:
-		(void)send(fd, ERR_PENALTY, strlen(ERR_PENALTY),
+		(void)send(fd, SE_ERR_PENALTY, strlen(SE_ERR_PENALTY),
 		    MSG_DONTWAIT | MSG_NOSIGNAL);
 		break;
 	case VERDICT_LIMIT:
-		(void)send(fd, ERR_PER_SOURCE, strlen(ERR_PER_SOURCE),
+		(void)send(fd, SE_ERR_PER_SOURCE, strlen(SE_ERR_PER_SOURCE),
 		    MSG_DONTWAIT | MSG_NOSIGNAL);
 		break;
 	case VERDICT_DENY:		/* no reply at all */

@@ -165,7 +165,7 @@ server_spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 		if (sv[0] != -1)
 			close(sv[0]);
 		s->st.refused_busy++;
-		admit_refuse(s, fd, ss, ERR_BUSY, "busy", now);
+		admit_refuse(s, fd, ss, SE_ERR_BUSY, "busy", now);
 		pause_accepting(s, now);
 		return;
 	}
@@ -193,7 +193,7 @@ out_of_descriptors(struct server *s, int lfd, int64_t now)
 		close(s->reservefd);
 		s->reservefd = -1;	/* made again when descriptors free up */
 		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1) {
-			(void)send(fd, ERR_BUSY, strlen(ERR_BUSY),
+			(void)send(fd, SE_ERR_BUSY, strlen(SE_ERR_BUSY),
 			    MSG_DONTWAIT | MSG_NOSIGNAL);
 			linger_start(s->lingers, fd, now);
 			s->st.refused_busy++;

@@ -5,10 +5,6 @@
 #ifndef SERVER_H
 #define SERVER_H
 
-#define ERR_PER_SOURCE	SE_ERR_PER_SOURCE
-#define ERR_PENALTY	SE_ERR_PENALTY
-#define ERR_BUSY	SE_ERR_BUSY
-
 struct server {
 	struct server_ctx	*ctx;
 	struct conf		*conf;
