@@ -2,16 +2,18 @@
 # run.sh: measure srvexample against the minimal fork-per-connection server.
 #
 # usage: bench/run.sh [-k] [-b bindir] [-c concurrencies] [-H held]
-#                     [-o outdir] [-r runs] [-s seconds] SRVEXAMPLE_BINARY
+#                     [-o outdir] [-p conns] [-r runs] [-s seconds]
+#                     SRVEXAMPLE_BINARY
 #
 # Builds nothing: expects loadgen and refserver (and optionally iterserver)
 # in bindir (default: this script's directory).  Starts each server on a
 # free loopback port, waits for its "ready:" line, then runs loadgen against
 # them in turn (reference, srvexample, srvexample resolve=no, iterative, and
 # again, so drift hits them alike) at each concurrency, keeps the median of
-# the runs, measures memory, holds -H idle connections at once, and writes
-# results.dat, results-runs.dat, bench.png and RESULTS.md into outdir
-# (default: this script's directory).  Clients all come from 127.0.0.1,
+# the runs, measures memory, counts page faults and CPU time per connection
+# with perf stat when it can (-p connections, 0 for none), holds -H idle
+# connections at once, and writes results.dat, results-runs.dat, bench.png
+# and RESULTS.md into outdir (default: this script's directory).  Clients all come from 127.0.0.1,
 # which /etc/hosts names, so "resolve yes" never leaves the machine.
 
 set -euo pipefail
@@ -24,6 +26,7 @@ SECS=2
 RUNS=5
 CONCS="1 8 64"
 HELD=10000
+PROFILE_CONNS=3000
 KEEP=0
 WORK=
 SRVEXAMPLE=
@@ -36,7 +39,8 @@ SOMAXRESTORE=
 # Print usage and exit non-zero.
 usage() {
 	echo "usage: $PROG [-k] [-b bindir] [-c concurrencies] [-H held]" \
-	    "[-o outdir] [-r runs] [-s seconds] SRVEXAMPLE_BINARY" >&2
+	    "[-o outdir] [-p conns] [-r runs] [-s seconds]" \
+	    "SRVEXAMPLE_BINARY" >&2
 	exit 1
 }
 
@@ -75,13 +79,14 @@ cleanup() {
 # Parse the command line.
 parse_args() {
 	local opt
-	while getopts "b:c:H:ko:r:s:" opt; do
+	while getopts "b:c:H:ko:p:r:s:" opt; do
 		case $opt in
 		b) BINDIR=$(cd "$OPTARG" && pwd) ;;
 		c) CONCS=$OPTARG ;;
 		H) HELD=$OPTARG ;;
 		k) KEEP=1 ;;
 		o) mkdir -p "$OPTARG" && OUTDIR=$(cd "$OPTARG" && pwd) ;;
+		p) PROFILE_CONNS=$OPTARG ;;
 		r) RUNS=$OPTARG ;;
 		s) SECS=$OPTARG ;;
 		*) usage ;;
@@ -92,6 +97,8 @@ parse_args() {
 	SRVEXAMPLE=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 	[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "-r: not a count: $RUNS"
 	[[ $HELD =~ ^[0-9]+$ ]] || die "-H: not a count: $HELD"
+	[[ $PROFILE_CONNS =~ ^[0-9]+$ ]] ||
+	    die "-p: not a count: $PROFILE_CONNS"
 	[[ $SECS =~ ^[0-9]+([.][0-9]+)?$ ]] || die "-s: not seconds: $SECS"
 }
 
@@ -403,6 +410,68 @@ held_test() {
 	stop_server "$kind"
 }
 
+# Tell whether perf(1) can count this user's software events.
+perf_works() {
+	command -v perf >/dev/null &&
+	    perf stat -x, -e page-faults -o /dev/null true 2>/dev/null
+}
+
+# Send perf stat command $1 on descriptor $2; wait for its "ack" on $3.
+perf_control() {
+	local ack=
+	echo "$1" >&"$2"
+	read -r -t 10 ack <&"$3" || true
+	[ "$ack" = ack ] || die "perf stat did not $1 its counters"
+}
+
+# Count the page faults and CPU time of server kind $1, its children
+# included, over PROFILE_CONNS connections at concurrency 8.  perf stat
+# starts with its counters off and counts only while the load runs, so
+# start-up and shutdown are left out.  Appends "kind faults cpu_us" per
+# connection to profile.txt.
+profile_kind() {
+	local kind=$1 log=$WORK/$1.perf.log out=$WORK/$1.perf
+	local port perfpid pid cfd afd
+	rm -f "$WORK/perf.ctl" "$WORK/perf.ack"
+	mkfifo "$WORK/perf.ctl" "$WORK/perf.ack"
+	exec {cfd}<>"$WORK/perf.ctl" {afd}<>"$WORK/perf.ack"
+	port=$(free_port)
+	server_cmd "$kind" "$port"
+	perf stat -D -1 --control "fd:$cfd,$afd" -x, \
+	    -e page-faults,task-clock -o "$out" -- "${CMD[@]}" \
+	    </dev/null >/dev/null 2>"$log" &
+	perfpid=$!
+	PID[$kind]=$perfpid
+	pid=$(wait_ready "$perfpid" "$log") || die "$kind did not start"
+	PID[$kind]=$pid
+	perf_control enable "$cfd" "$afd"
+	"$BINDIR/loadgen" -c 8 -n "$PROFILE_CONNS" 127.0.0.1 "$port" \
+	    >/dev/null 2>>"$WORK/loadgen.err" || true
+	wait_idle "$pid"
+	perf_control disable "$cfd" "$afd"
+	kill "$pid" 2>/dev/null || true
+	wait "$perfpid" 2>/dev/null || true
+	unset "PID[$kind]"
+	exec {cfd}>&- {afd}>&-
+	awk -F, -v k="$kind" -v n="$PROFILE_CONNS" '
+	    $3 == "page-faults" { pf = $1 }
+	    $3 == "task-clock" { ms = $1 }
+	    END { printf "%s %.1f %.0f\n", k, pf / n, ms * 1000 / n }' \
+	    "$out" >>"$WORK/profile.txt"
+	say "$kind: $(tail -1 "$WORK/profile.txt" | cut -d' ' -f2-)" \
+	    "(faults, CPU us per connection)"
+}
+
+# Print the per-connection cost table from profile.txt.
+profile_table() {
+	local k pf us
+	echo "| server | page faults | CPU time (µs) |"
+	echo "|---|---:|---:|"
+	while read -r k pf us; do
+		echo "| $(label "$k") | $pf | $us |"
+	done <"$WORK/profile.txt"
+}
+
 # Print the median of field $3 over the runs of kind $1 at concurrency $2.
 median() {
 	awk -v k="$1" -v c="$2" -v f="$3" '$1 == k && $2 == c { print $f }' \
@@ -638,6 +707,15 @@ write_results() {
 			held_table
 			echo
 		fi
+		if [ -s "$WORK/profile.txt" ]; then
+			echo "Cost per connection: the server and its children" \
+			    "together, counted by \`perf stat\` (page-faults," \
+			    "task-clock) over $PROFILE_CONNS connections at" \
+			    "concurrency 8, start-up and shutdown left out:"
+			echo
+			profile_table
+			echo
+		fi
 		error_notes
 		targets
 		echo
@@ -682,6 +760,15 @@ main() {
 	for k in $KINDS; do
 		stop_server "$k"
 	done
+	: >"$WORK/profile.txt"
+	if [ "$PROFILE_CONNS" -gt 0 ] && perf_works; then
+		for k in ref srv srvnr; do
+			profile_kind "$k"
+		done
+	elif [ "$PROFILE_CONNS" -gt 0 ]; then
+		say "perf missing or not allowed (apt-get install linux-perf):" \
+		    "no cost per connection"
+	fi
 	: >"$WORK/held.txt"
 	if [ "$HELD" -gt 0 ]; then
 		held_test heldref
