@@ -185,6 +185,8 @@ server_cmd() {
 	# one client address for all: allow the highest concurrency
 	srv)	CMD=("${srv[@]}" -o max-per-source=128) ;;
 	srvnr)	CMD=("${srv[@]}" -o max-per-source=128 -o resolve=no) ;;
+	# a lookup in every child, as for clients that never come back
+	srvnc)	CMD=("${srv[@]}" -o max-per-source=128 -o resolve-cache=0) ;;
 	heldref) CMD=("$BINDIR/refserver" "$2") ;;
 	heldsrv) CMD=("${srv[@]}" -o "max-children=$HELD" \
 	    -o "backlog=$((HELD > 65535 ? 65535 : HELD))" \
@@ -590,6 +592,7 @@ label() {
 	ref) echo "reference (fork)" ;;
 	srv) echo "srvexample" ;;
 	srvnr) echo "srvexample resolve=no" ;;
+	srvnc) echo "srvexample resolve-cache=0" ;;
 	iter) echo "iterative" ;;
 	*) echo "$1" ;;
 	esac
@@ -684,7 +687,12 @@ write_results() {
 		    "logging to a file" \
 		    "(\`-d -o log=stderr 2>file\`, $(wc -l <"$WORK/srv.log")" \
 		    "lines written), and \`max-per-source 128\` because every" \
-		    "client comes from 127.0.0.1."
+		    "client comes from 127.0.0.1.  For the same reason every" \
+		    "child but the first in each \`resolve-cache\` period" \
+		    "(60 s) takes its client's name from the parent's memory;" \
+		    "the cost of a lookup in every child, as for clients" \
+		    "that never come back, is the resolve-cache=0 row of the" \
+		    "cost table (when perf can count)."
 		echo
 		echo "Connections per second:"
 		echo
@@ -762,7 +770,7 @@ main() {
 	done
 	: >"$WORK/profile.txt"
 	if [ "$PROFILE_CONNS" -gt 0 ] && perf_works; then
-		for k in ref srv srvnr; do
+		for k in ref srv srvnc srvnr; do
 			profile_kind "$k"
 		done
 	elif [ "$PROFILE_CONNS" -gt 0 ]; then

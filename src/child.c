@@ -31,7 +31,7 @@ child_outcome_name(enum outcome o)
 
 /*
  * Close every descriptor but stdio and those in keep (the client, the log
- * socket, the parent's socketpair; -1 for none).
+ * socket, the socket to the parent for a report; -1 for none).
  */
 static void
 close_inherited(int keep0, int keep1, int keep2)
@@ -86,20 +86,36 @@ reset_signals(void)
 	pthread_sigmask(SIG_SETMASK, &child_mask, NULL);
 }
 
-/* The client's name for the log: reverse DNS when asked, else the address. */
+/*
+ * The client's name for the log: the one the parent remembers, else reverse
+ * DNS when asked, else the address.  A lookup's outcome goes back to the
+ * parent when it asked for it: a name, or "" when the answer was that there
+ * is none; no answer at all (a time-out, a failed server) is not reported.
+ */
 static void
 client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
     const char *ip, char *name, size_t len)
 {
 	char	 host[NI_MAXHOST];
+	int	 rc = EAI_NONAME;
 
-	if (cx->conf->resolve && getnameinfo((const struct sockaddr *)peer,
-	    peer->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
-	    sizeof(struct sockaddr_in6), host, sizeof(host), NULL, 0,
-	    NI_NAMEREQD) == 0)
+	if (cx->name != NULL) {
+		log_debug("name of %s from the cache", ip);
+		strlcpy(name, cx->name[0] != '\0' ? cx->name : ip, len);
+		return;
+	}
+	if (cx->conf->resolve)
+		rc = getnameinfo((const struct sockaddr *)peer,
+		    peer->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
+		    sizeof(struct sockaddr_in6), host, sizeof(host), NULL, 0,
+		    NI_NAMEREQD);
+	if (rc == 0)
 		log_escape(name, len, host, strlen(host));
 	else
 		strlcpy(name, ip, len);
+	if (cx->namefd != -1)
+		namecache_tell(cx->namefd, rc == 0 ? name :
+		    rc == EAI_NONAME ? "" : NULL);
 }
 
 /*
@@ -142,14 +158,14 @@ child_main(const struct child_ctx *cx)
 	const struct sockaddr_storage *peer = cx->peer;
 	const char		*ip = cx->ip;
 	char			 realip[INET6_ADDRSTRLEN];
-	char			 name[64 * 4 + 8], esc[64 * 4 + 8];	/* log_escape */
+	char			 name[NAME_LOG_MAX], esc[NAME_LOG_MAX];
 	int			 port;
 	pid_t			 self;
 	int64_t			 end;
 
 	self = getpid();
 	reset_signals();
-	close_inherited(cx->fd, log_fd(), cx->ctl);
+	close_inherited(cx->fd, log_fd(), cx->ctl != -1 ? cx->ctl : cx->namefd);
 	alarm(cx->conf->timeout + WATCHDOG_SLACK);
 	if (cx->ctl != -1) {
 		child_handoff(cx, &real);

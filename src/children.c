@@ -14,8 +14,8 @@
 
 #include "srvexample.h"
 
-/* Record a new child; -1 (logged) when memory is short. */
-int
+/* Record a new child; NULL (logged) when memory is short. */
+struct child *
 children_add(struct children *t, pid_t pid, const struct addrmask *source,
     const char *ip, int64_t now)
 {
@@ -26,7 +26,7 @@ children_add(struct children *t, pid_t pid, const struct addrmask *source,
 		cap = t->cap == 0 ? 64 : t->cap * 2;
 		if ((c = reallocarray(t->v, cap, sizeof(*c))) == NULL) {
 			log_warn("children table");
-			return -1;
+			return NULL;
 		}
 		t->v = c;
 		t->cap = cap;
@@ -38,7 +38,8 @@ children_add(struct children *t, pid_t pid, const struct addrmask *source,
 	c->start = now;
 	c->signalled = 0;
 	c->ctl = -1;
-	return 0;
+	c->naming = 0;
+	return c;
 }
 
 /* Forget the child pid, copying its record to out; -1 if it is not ours. */

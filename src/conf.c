@@ -63,6 +63,7 @@ static const struct keyword keywords[] = {
 	{ "timeout",		set_number,	OFF(timeout), 1, 3600, 0 },
 	{ "max-line",		set_number,	OFF(max_line), 1, 1048576, 0 },
 	{ "resolve",		set_yesno,	OFF(resolve), 0, 0, 0 },
+	{ "resolve-cache",	set_number,	OFF(resolve_cache), 0, 86400, 0 },
 	{ "allow",		set_acl,	1, 0, 0, 1 },
 	{ "deny",		set_acl,	0, 0, 0, 1 },
 	{ "backlog",		set_number,	OFF(backlog), 1, 65535, 0 },
@@ -101,6 +102,7 @@ conf_init(struct conf *c)
 	c->timeout = 30;
 	c->max_line = 4096;
 	c->resolve = 1;
+	c->resolve_cache = 60;
 	c->backlog = SOMAXCONN;
 	c->grace = 10;
 	c->crash_penalty = 60;
@@ -557,6 +559,7 @@ conf_print(const struct conf *c)
 	printf("source-prefix %d:%d\n", c->prefix4, c->prefix6);
 	printf("timeout %d\nmax-line %d\n", c->timeout, c->max_line);
 	printf("resolve %s\n", c->resolve ? "yes" : "no");
+	printf("resolve-cache %d\n", c->resolve_cache);
 	for (j = 0; j < c->nacl; j++)
 		printf("%s %s\n", c->acl[j].allow ? "allow" : "deny",
 		    addr_mask_ntop(&c->acl[j].net, buf, sizeof(buf)));

@@ -50,6 +50,8 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	cx.buf = buf;
 	cx.start = clock_ms();
 	cx.ctl = -1;
+	cx.name = NULL;
+	cx.namefd = -1;
 	child_signals_ignore();
 	child_main(&cx);
 }

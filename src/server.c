@@ -136,6 +136,22 @@ at_child_limit(struct server *s, int64_t now)
 }
 
 /*
+ * The client's name, when the parent remembers it (resolve-cache); else the
+ * child looks it up and reports it on the name socket.  Behind a balancer
+ * the real client is known only to the child: it looks up and keeps quiet.
+ */
+static void
+spawn_name(struct server *s, struct child_ctx *cx, int proxy, int64_t now)
+{
+	cx->name = NULL;
+	cx->namefd = -1;
+	if (!s->conf->resolve || proxy || s->conf->resolve_cache == 0)
+		return;
+	if ((cx->name = namecache_get(cx->ip, now)) == NULL)
+		cx->namefd = namecache_child_fd();
+}
+
+/*
  * Fork a child for the client; the parent keeps only the record.  Behind a
  * balancer (proxy) the child gets one end of a socketpair for its report,
  * and counts for no source until it has told the real one.
@@ -144,12 +160,15 @@ void
 server_spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
     const struct addrmask *src, int proxy, int64_t now)
 {
-	struct child_ctx	 cx = { fd, ss, NULL, s->conf, s->buf, now, -1 };
+	struct child_ctx	 cx = { fd, ss, NULL, s->conf, s->buf, now, -1,
+				    NULL, -1 };
+	struct child		*kid;
 	char			 ip[INET6_ADDRSTRLEN];
 	int			 sv[2] = { -1, -1 };
 	pid_t			 pid = -1;
 
 	cx.ip = addr_ntop(ss, ip, sizeof(ip));	/* once, for both sides */
+	spawn_name(s, &cx, proxy, now);
 
 	if (!proxy || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
 	    SOCK_NONBLOCK, 0, sv) == 0) {
@@ -171,12 +190,14 @@ server_spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 	}
 	s->pause_ms = 0;
 	close(fd);
-	if (children_add(&s->kids, pid, src, ip, now) == -1) {
+	if ((kid = children_add(&s->kids, pid, src, ip, now)) == NULL) {
 		children_kill(pid, SIGKILL);	/* untracked: must not serve */
 		if (sv[0] != -1)
 			close(sv[0]);
-	} else if (sv[0] != -1)
-		children_find(&s->kids, pid)->ctl = sv[0];
+		return;
+	}
+	kid->ctl = sv[0];
+	kid->naming = cx.namefd != -1;
 }
 
 /*
@@ -297,8 +318,10 @@ handle_signals(struct server *s, int64_t now)
 		}
 	}
 	server_reap(s, now);		/* first, so that counts are exact */
-	if (hup)
+	if (hup) {
 		control_reload(s->ctx, &s->buf);
+		namecache_clear(&s->kids);
+	}
 	if (usr1)
 		control_stats(&s->st, s->kids.n);
 	if (stop)
@@ -322,13 +345,13 @@ poll_timeout(const struct server *s, int64_t now)
 }
 
 /*
- * Make room in the poll set for signals, listeners, lingering clients and
- * every child's report socket.
+ * Make room in the poll set for signals, listeners, lingering clients,
+ * every child's report socket and the name socket.
  */
 static void
 poll_grow(struct server *s)
 {
-	size_t	 need = 1 + s->ctx->nlfd + sizeof(s->lingers->v) /
+	size_t	 need = 2 + s->ctx->nlfd + sizeof(s->lingers->v) /
 	    sizeof(s->lingers->v[0]) + s->kids.n;
 	void	*p, *q;
 
@@ -397,7 +420,10 @@ server_pass(struct server *s)
 	nl = poll_set(s, pfd, now);
 	base = 1 + s->ctx->nlfd + nl;
 	nc = poll_ctl(s, pfd + base, s->ctlpid);
-	n = poll(pfd, base + nc, poll_timeout(s, now));
+	pfd[base + nc].fd = namecache_fd();
+	pfd[base + nc].events = POLLIN;
+	pfd[base + nc].revents = 0;
+	n = poll(pfd, base + nc + 1, poll_timeout(s, now));
 	if (n == -1 && errno != EINTR)
 		fatal("poll");
 	now = clock_ms();
@@ -406,6 +432,8 @@ server_pass(struct server *s)
 	for (k = 0; n > 0 && k < nc; k++)
 		if (pfd[base + k].revents)
 			admit_report(s, s->ctlpid[k], now);
+	if (n > 0 && pfd[base + nc].revents)
+		namecache_read(&s->kids, s->conf->resolve_cache, now);
 	if (n > 0 && pfd[0].revents)
 		handle_signals(s, now);
 	linger_service(s->lingers, pfd + 1 + s->ctx->nlfd, nl, now);
@@ -434,6 +462,8 @@ server_run(struct server_ctx *ctx)
 		log_warn("server setup");
 		return -1;
 	}
+	if (namecache_open() == -1)
+		return -1;
 	while (!s.stopping || s.kids.n > 0)
 		server_pass(&s);
 	linger_close_all(s.lingers);
@@ -444,5 +474,6 @@ server_run(struct server_ctx *ctx)
 	children_free(&s.kids);
 	close(s.reservefd);
 	close(s.sigfd);
+	namecache_close();
 	return 0;
 }

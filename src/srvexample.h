@@ -77,6 +77,7 @@ struct conf {
 	int		 timeout;
 	int		 max_line;
 	int		 resolve;
+	int		 resolve_cache;	/* seconds a child's lookup is kept */
 	struct acl_rule	 acl[CONF_MAX_ACL];
 	int		 nacl;
 	int		 backlog;
@@ -146,6 +147,7 @@ void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void	 log_escape(char *, size_t, const void *, size_t);
+#define NAME_LOG_MAX	(64 * 4 + 8)	/* a name as log_escape() writes it */
 
 /* ratelimit.c */
 struct ratelimit {
@@ -266,6 +268,10 @@ struct child_ctx {
 	char				*buf;
 	int64_t				 start;
 	int				 ctl;	/* to the parent, behind a balancer */
+	const char			*name;	/* remembered by the parent, or
+						   NULL: look it up */
+	int				 namefd; /* report the name found on it;
+						   -1: do not */
 };
 const char *child_outcome_name(enum outcome);
 void	 child_signals_ignore(void);
@@ -280,13 +286,14 @@ struct child {
 	int		 signalled;	/* the parent sent it a signal */
 	int		 ctl;		/* behind a balancer: its report socket
 					   until read, then -2; else -1 */
+	int		 naming;	/* its name report is awaited */
 };
 struct children {
 	struct child	*v;
 	size_t		 n;
 	size_t		 cap;
 };
-int	 children_add(struct children *, pid_t, const struct addrmask *,
+struct child *children_add(struct children *, pid_t, const struct addrmask *,
 	    const char *, int64_t);
 int	 children_remove(struct children *, pid_t, struct child *);
 struct child *children_find(struct children *, pid_t);
@@ -294,6 +301,16 @@ size_t	 children_count_source(const struct children *, const struct addrmask *);
 int	 children_kill(pid_t, int);
 void	 children_signal_all(struct children *, int);
 void	 children_free(struct children *);
+
+/* namecache.c */
+int	 namecache_open(void);
+void	 namecache_close(void);
+int	 namecache_fd(void);
+int	 namecache_child_fd(void);
+const char *namecache_get(const char *, int64_t);
+void	 namecache_clear(struct children *);
+void	 namecache_read(struct children *, int, int64_t);
+void	 namecache_tell(int, const char *);
 
 /* penalty.c */
 struct penalty_entry {

@@ -122,8 +122,8 @@ assert_nothing_left() {
 @test "cli: -n with a good file says 'configuration OK' on stderr, exits 0" {
 	conf 'listen 127.0.0.1' 'listen ::1' '' 'port 3456' "user $RUN_AS" \
 	    'group nogroup' 'pidfile none' 'timeout 5' 'max-line 100' \
-	    'resolve no' 'backlog 16' 'log stderr' 'log-facility daemon' \
-	    '   # an indented comment' 'chroot none'
+	    'resolve no' 'resolve-cache 120' 'backlog 16' 'log stderr' \
+	    'log-facility daemon' '   # an indented comment' 'chroot none'
 	run --separate-stderr "$SRVEXAMPLE" -n -f "$CONF"
 	assert_success
 	assert_equal "$stderr" "configuration OK"
@@ -175,6 +175,30 @@ assert_nothing_left() {
 	check_bad_line 'resolve maybe' '.*"maybe".*'
 	check_bad_line 'log nowhere' '.*"nowhere".*'
 	check_bad_line 'log-facility nosuch' '.*"nosuch".*'
+}
+
+@test "cli: -n: resolve-cache out of range or not a number names the value" {
+	check_bad_line 'resolve-cache -1' 'resolve-cache: .*"-1".*'
+	check_bad_line 'resolve-cache 86401' 'resolve-cache: "86401" is too large'
+	check_bad_line 'resolve-cache soon' 'resolve-cache: .*"soon".*'
+}
+
+@test "cli: -nv prints resolve-cache 60 by default, right after resolve" {
+	conf "user $RUN_AS"
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF"
+	assert_success
+	assert_line 'resolve-cache 60'
+	[ "$(printf '%s\n' "${lines[@]}" | grep -A1 '^resolve ')" = \
+	    "$(printf 'resolve yes\nresolve-cache 60')" ] ||
+	    fail "resolve-cache does not follow resolve: $output"
+	# Both ends of the range are accepted, from the file and from -o.
+	conf "user $RUN_AS" 'resolve-cache 86400'
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF"
+	assert_success
+	assert_line 'resolve-cache 86400'
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF" -o resolve-cache=0
+	assert_success
+	assert_line 'resolve-cache 0'
 }
 
 @test "cli: -n reports every bad line, each with its number" {
