@@ -121,7 +121,7 @@ namecache_clear(struct children *kids)
 	size_t	 i;
 
 	for (i = 0; i < NAMECACHE_SIZE; i++)
-		if (names[i].expires != 0)
+		if (names[i].expires != 0)	/* unused pages stay untouched */
 			names[i].expires = 0;
 	for (i = 0; i < kids->n; i++)
 		kids->v[i].naming = 0;
