@@ -13,8 +13,9 @@
 # the runs, measures memory, counts page faults and CPU time per connection
 # with perf stat when it can (-p connections, 0 for none), holds -H idle
 # connections at once, and writes results.dat, results-runs.dat, bench.png
-# and RESULTS.md into outdir (default: this script's directory).  Clients all come from 127.0.0.1,
-# which /etc/hosts names, so "resolve yes" never leaves the machine.
+# and RESULTS.md into outdir (default: this script's directory).  Clients
+# all come from 127.0.0.1, which /etc/hosts names, so "resolve yes" never
+# leaves the machine.
 
 set -euo pipefail
 
@@ -31,7 +32,7 @@ KEEP=0
 WORK=
 SRVEXAMPLE=
 SRVUSER=()
-declare -A PID PORT
+declare -A PID PORT LAUNCHED
 LOADPID=
 TWRESTORE=0
 SOMAXRESTORE=
@@ -214,15 +215,20 @@ wait_ready() {
 	return 1
 }
 
-# Start server kind $1 on a free port; set PID[$1] and PORT[$1].
+# Start server kind $1 on a free port, under the command that follows if
+# any (its log is then KIND.wrapped.log); set PID[$1] (the server's, from
+# its "ready:" line), LAUNCHED[$1] (the process started) and PORT[$1].
 start_server() {
 	local kind=$1 log=$WORK/$1.log try port pid
+	shift
+	[ $# -eq 0 ] || log=$WORK/$kind.wrapped.log
 	for ((try = 0; try < 5; try++)); do
 		port=$(free_port)
 		server_cmd "$kind" "$port"
-		"${CMD[@]}" </dev/null >/dev/null 2>"$log" &
+		"$@" "${CMD[@]}" </dev/null >/dev/null 2>"$log" &
 		pid=$!
 		PID[$kind]=$pid
+		LAUNCHED[$kind]=$pid
 		if pid=$(wait_ready "$pid" "$log"); then
 			PID[$kind]=$pid
 			PORT[$kind]=$port
@@ -235,13 +241,13 @@ start_server() {
 	die "$kind (${CMD[*]}) did not start"
 }
 
-# Stop server kind $1 and wait for it.
+# Stop server kind $1 and wait for what was started for it.
 stop_server() {
 	local pid=${PID[$1]:-}
 	[ -n "$pid" ] || return 0
 	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	unset "PID[$1]"
+	wait "${LAUNCHED[$1]:-$pid}" 2>/dev/null || true
+	unset "PID[$1]" "LAUNCHED[$1]"
 }
 
 # Print the pids of the children of process $1.
@@ -432,28 +438,18 @@ perf_control() {
 # start-up and shutdown are left out.  Appends "kind faults cpu_us" per
 # connection to profile.txt.
 profile_kind() {
-	local kind=$1 log=$WORK/$1.perf.log out=$WORK/$1.perf
-	local port perfpid pid cfd afd
+	local kind=$1 out=$WORK/$1.perf cfd afd
 	rm -f "$WORK/perf.ctl" "$WORK/perf.ack"
 	mkfifo "$WORK/perf.ctl" "$WORK/perf.ack"
 	exec {cfd}<>"$WORK/perf.ctl" {afd}<>"$WORK/perf.ack"
-	port=$(free_port)
-	server_cmd "$kind" "$port"
-	perf stat -D -1 --control "fd:$cfd,$afd" -x, \
-	    -e page-faults,task-clock -o "$out" -- "${CMD[@]}" \
-	    </dev/null >/dev/null 2>"$log" &
-	perfpid=$!
-	PID[$kind]=$perfpid
-	pid=$(wait_ready "$perfpid" "$log") || die "$kind did not start"
-	PID[$kind]=$pid
+	start_server "$kind" perf stat -D -1 --control "fd:$cfd,$afd" -x, \
+	    -e page-faults,task-clock -o "$out" --
 	perf_control enable "$cfd" "$afd"
-	"$BINDIR/loadgen" -c 8 -n "$PROFILE_CONNS" 127.0.0.1 "$port" \
+	"$BINDIR/loadgen" -c 8 -n "$PROFILE_CONNS" 127.0.0.1 "${PORT[$kind]}" \
 	    >/dev/null 2>>"$WORK/loadgen.err" || true
-	wait_idle "$pid"
+	wait_idle "${PID[$kind]}"
 	perf_control disable "$cfd" "$afd"
-	kill "$pid" 2>/dev/null || true
-	wait "$perfpid" 2>/dev/null || true
-	unset "PID[$kind]"
+	stop_server "$kind"		# perf stat writes $out as it exits
 	exec {cfd}>&- {afd}>&-
 	awk -F, -v k="$kind" -v n="$PROFILE_CONNS" '
 	    $3 == "page-faults" { pf = $1 }
