@@ -188,6 +188,8 @@ server_cmd() {
 	srvnr)	CMD=("${srv[@]}" -o max-per-source=128 -o resolve=no) ;;
 	# a lookup in every child, as for clients that never come back
 	srvnc)	CMD=("${srv[@]}" -o max-per-source=128 -o resolve-cache=0) ;;
+	# the reference plus srvexample's per-child duties up to step N
+	step[0-6]) CMD=("$BINDIR/ladder" "$2" "${1#step}") ;;
 	heldref) CMD=("$BINDIR/refserver" "$2") ;;
 	heldsrv) CMD=("${srv[@]}" -o "max-children=$HELD" \
 	    -o "backlog=$((HELD > 65535 ? 65535 : HELD))" \
@@ -435,39 +437,58 @@ perf_control() {
 # Count the page faults and CPU time of server kind $1, its children
 # included, over PROFILE_CONNS connections at concurrency 8.  perf stat
 # starts with its counters off and counts only while the load runs, so
-# start-up and shutdown are left out.  Appends "kind faults cpu_us" per
-# connection to profile.txt.
+# start-up and shutdown are left out.  Appends "kind faults cpu_us failed"
+# to profile.txt: the first two per connection, then the connections that
+# got no right answer (a row that counted failures is marked as such).
 profile_kind() {
-	local kind=$1 out=$WORK/$1.perf cfd afd
+	local kind=$1 out=$WORK/$1.perf cfd afd res kv failed=0
 	rm -f "$WORK/perf.ctl" "$WORK/perf.ack"
 	mkfifo "$WORK/perf.ctl" "$WORK/perf.ack"
 	exec {cfd}<>"$WORK/perf.ctl" {afd}<>"$WORK/perf.ack"
 	start_server "$kind" perf stat -D -1 --control "fd:$cfd,$afd" -x, \
 	    -e page-faults,task-clock -o "$out" --
 	perf_control enable "$cfd" "$afd"
-	"$BINDIR/loadgen" -c 8 -n "$PROFILE_CONNS" 127.0.0.1 "${PORT[$kind]}" \
-	    >/dev/null 2>>"$WORK/loadgen.err" || true
+	res=$("$BINDIR/loadgen" -c 8 -n "$PROFILE_CONNS" 127.0.0.1 \
+	    "${PORT[$kind]}" 2>>"$WORK/loadgen.err") || true
+	for kv in $res; do
+		case $kv in
+		errors=* | wrong=*) failed=$((failed + ${kv#*=})) ;;
+		esac
+	done
 	wait_idle "${PID[$kind]}"
 	perf_control disable "$cfd" "$afd"
 	stop_server "$kind"		# perf stat writes $out as it exits
 	exec {cfd}>&- {afd}>&-
-	awk -F, -v k="$kind" -v n="$PROFILE_CONNS" '
+	awk -F, -v k="$kind" -v n="$PROFILE_CONNS" -v f="$failed" '
 	    $3 == "page-faults" { pf = $1 }
 	    $3 == "task-clock" { ms = $1 }
-	    END { printf "%s %.1f %.0f\n", k, pf / n, ms * 1000 / n }' \
+	    END { printf "%s %.1f %.0f %d\n", k, pf / n, ms * 1000 / n, f }' \
 	    "$out" >>"$WORK/profile.txt"
 	say "$kind: $(tail -1 "$WORK/profile.txt" | cut -d' ' -f2-)" \
-	    "(faults, CPU us per connection)"
+	    "(faults, CPU us per connection, failed connections)"
 }
 
 # Print the per-connection cost table from profile.txt.
 profile_table() {
-	local k pf us
-	echo "| server | page faults | CPU time (µs) |"
-	echo "|---|---:|---:|"
-	while read -r k pf us; do
-		echo "| $(label "$k") | $pf | $us |"
+	local k pf us ref
+	ref=$(awk '$1 == "ref" { print $3 }' "$WORK/profile.txt")
+	echo "| server | page faults | CPU time (µs) | CPU / reference's |"
+	echo "|---|---:|---:|---:|"
+	while read -r k pf us failed; do
+		[ "$failed" -eq 0 ] || k="$(label "$k") ($failed failed)"
+		echo "| $(label "$k") | $pf | $us | $(ratio "${ref:--}" "$us") |"
 	done <"$WORK/profile.txt"
+}
+
+# Say what the ladder's steps are.
+ladder_note() {
+	echo "Steps 0-6 are bench/ladder: the reference with srvexample's" \
+	    "per-child duties added one at a time, each step keeping the" \
+	    "ones before it, so that the difference between two rows is" \
+	    "what one duty costs per connection.  Where a CPU time follows" \
+	    "the page faults, a child pays for each page of code it runs" \
+	    "that no earlier call in that child has mapped."
+	echo
 }
 
 # Print the median of field $3 over the runs of kind $1 at concurrency $2.
@@ -590,6 +611,13 @@ label() {
 	srvnr) echo "srvexample resolve=no" ;;
 	srvnc) echo "srvexample resolve-cache=0" ;;
 	iter) echo "iterative" ;;
+	step0) echo "step 0: the reference linked as srvexample" ;;
+	step1) echo "step 1: + signal mask, close fds, alarm" ;;
+	step2) echo "step 2: + clock at start and end" ;;
+	step3) echo "step 3: + resource limits" ;;
+	step4) echo "step 4: + inherited seccomp filter, SIGCHLD reaping" ;;
+	step5) echo "step 5: + process title (setproctitle)" ;;
+	step6) echo "step 6: + two log lines (vsnprintf)" ;;
 	*) echo "$1" ;;
 	esac
 }
@@ -719,6 +747,7 @@ write_results() {
 			echo
 			profile_table
 			echo
+			[ -z "$LADDER" ] || ladder_note
 		fi
 		error_notes
 		targets
@@ -749,6 +778,8 @@ main() {
 	RUNSDAT=$OUTDIR/results-runs.dat
 	KINDS="ref srv srvnr"
 	[ -x "$BINDIR/iterserver" ] && KINDS="$KINDS iter"
+	LADDER=
+	[ -x "$BINDIR/ladder" ] && LADDER="step0 step1 step2 step3 step4 step5 step6"
 	declare -gA MEM
 	for k in $KINDS; do
 		start_server "$k"
@@ -766,7 +797,7 @@ main() {
 	done
 	: >"$WORK/profile.txt"
 	if [ "$PROFILE_CONNS" -gt 0 ] && perf_works; then
-		for k in ref srv srvnc srvnr; do
+		for k in ref $LADDER srv srvnc srvnr; do
 			profile_kind "$k"
 		done
 	elif [ "$PROFILE_CONNS" -gt 0 ]; then
