@@ -666,13 +666,11 @@ set linetype 2 lw 2 pt 5 ps 0.8
 set linetype 3 lw 2 pt 9 ps 0.9
 set linetype 4 lw 2 pt 13 ps 0.9 dt 2
 set ylabel "connections per second (median)"
-set yrange [0:*]
+set logscale y
 plot "$dat" using 1:2 title "reference fork server", \
     '' using 1:3 title "srvexample", \
     '' using 1:4 title "srvexample resolve=no"$iter
 set ylabel "p99 latency, ms (median)"
-set logscale y
-set yrange [*:*]
 plot "$dat" using 1:(\$6/1000) title "reference fork server", \
     '' using 1:(\$7/1000) title "srvexample", \
     '' using 1:(\$8/1000) title "srvexample resolve=no"${iter//1:5/1:(\$9/1000)}
