@@ -580,11 +580,12 @@ targets() {
 memory_table() {
 	local k
 	echo "| server | parent RSS at start (KiB) | parent RSS after load" \
-	    "(KiB) | private memory of an idle child (KiB) |"
-	echo "|---|---:|---:|---:|"
+	    "(KiB) | of which private (KiB) |" \
+	    "private memory of an idle child (KiB) |"
+	echo "|---|---:|---:|---:|---:|"
 	for k in $KINDS; do
 		echo "| $(label "$k") | ${MEM[${k}_rss0]} | ${MEM[${k}_rss1]} |" \
-		    "${MEM[${k}_child]} |"
+		    "${MEM[${k}_priv1]} | ${MEM[${k}_child]} |"
 	done
 }
 
@@ -754,11 +755,13 @@ write_results() {
 	} >"$OUTDIR/RESULTS.md"
 }
 
-# Measure parent RSS now; $1 is the column suffix (0 before load, 1 after).
+# Measure parent RSS (and the private part of it) now; $1 is the column
+# suffix (0 before load, 1 after).
 measure_rss() {
 	local k
 	for k in $KINDS; do
 		MEM[${k}_rss$1]=$(rss_kib "${PID[$k]}")
+		MEM[${k}_priv$1]=$(private_kib "${PID[$k]}")
 	done
 }
 
