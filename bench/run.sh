@@ -5,17 +5,19 @@
 #                     [-o outdir] [-p conns] [-r runs] [-s seconds]
 #                     SRVEXAMPLE_BINARY
 #
-# Builds nothing: expects loadgen and refserver (and optionally iterserver)
-# in bindir (default: this script's directory).  Starts each server on a
-# free loopback port, waits for its "ready:" line, then runs loadgen against
-# them in turn (reference, srvexample, srvexample resolve=no, iterative, and
-# again, so drift hits them alike) at each concurrency, keeps the median of
-# the runs, measures memory, counts page faults and CPU time per connection
-# with perf stat when it can (-p connections, 0 for none), holds -H idle
-# connections at once, and writes results.dat, results-runs.dat, bench.png
-# and RESULTS.md into outdir (default: this script's directory).  Clients
-# all come from 127.0.0.1, which /etc/hosts names, so "resolve yes" never
-# leaves the machine.
+# Builds nothing: expects loadgen and refserver (and optionally iterserver
+# and ladder) in bindir (default: this script's directory).  Starts each
+# server on a free loopback port, waits for its "ready:" line, then runs
+# loadgen against them in turn (reference, srvexample, srvexample
+# resolve=no, iterative, and again, so drift hits them alike) at each
+# concurrency, keeps the median of the runs, measures memory, counts page
+# faults and CPU time per connection with perf stat when it can (-p
+# connections, 0 for none; also for each step of the ladder, the
+# reference with srvexample's per-child duties added one by one), holds
+# -H idle connections at once, and writes results.dat, results-runs.dat,
+# bench.png and RESULTS.md into outdir (default: this script's
+# directory).  Clients all come from 127.0.0.1, which /etc/hosts names,
+# so "resolve yes" never leaves the machine.
 
 set -euo pipefail
 
@@ -470,13 +472,14 @@ profile_kind() {
 
 # Print the per-connection cost table from profile.txt.
 profile_table() {
-	local k pf us ref
+	local k pf us failed ref name
 	ref=$(awk '$1 == "ref" { print $3 }' "$WORK/profile.txt")
 	echo "| server | page faults | CPU time (µs) | CPU / reference's |"
 	echo "|---|---:|---:|---:|"
 	while read -r k pf us failed; do
-		[ "$failed" -eq 0 ] || k="$(label "$k") ($failed failed)"
-		echo "| $(label "$k") | $pf | $us | $(ratio "${ref:--}" "$us") |"
+		name=$(label "$k")
+		[ "$failed" -eq 0 ] || name="$name ($failed failed)"
+		echo "| $name | $pf | $us | $(ratio "${ref:--}" "$us") |"
 	done <"$WORK/profile.txt"
 }
 
