@@ -621,7 +621,8 @@ report_errors(const struct gen *g)
 static void
 report_latency(struct gen *g)
 {
-	qsort(g->lat, g->nlat, sizeof(*g->lat), cmp_u32);
+	if (g->nlat > 0)	/* no connection: lat is NULL, qsort's UB */
+		qsort(g->lat, g->nlat, sizeof(*g->lat), cmp_u32);
 	printf(" p50_us=%" PRIu32 " p99_us=%" PRIu32 " max_us=%" PRIu32,
 	    percentile(g, 50), percentile(g, 99),
 	    g->nlat ? g->lat[g->nlat - 1] : 0);
@@ -731,7 +732,7 @@ main(int argc, char *argv[])
 {
 	struct gen	 g;
 	sigset_t	 set;
-	int		 i;
+	int		 i, status;
 
 	memset(&g, 0, sizeof(g));
 	parse_args(&g, argc, argv);
@@ -751,5 +752,11 @@ main(int argc, char *argv[])
 		run_hold(&g);
 	else
 		run_load(&g);
-	return (errors(&g) == 0 && g.wrong == 0) ? 0 : 2;
+	status = (errors(&g) == 0 && g.wrong == 0) ? 0 : 2;
+	close(g.ep);
+	free(g.conns);
+	free(g.lat);
+	free(g.line);
+	free(g.expect);
+	return status;
 }
