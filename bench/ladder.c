@@ -15,8 +15,9 @@
  *	5  the child names its client in its process title (setproctitle)
  *	6  the child writes its two log lines (vsnprintf, one writev each)
  *
- * It is a measuring instrument, not a server: nothing is checked that
- * the measurement does not need.
+ * Step 0 answers with the reference's own code (lineserver.c).  It is a
+ * measuring instrument, not a server: nothing is checked that the
+ * measurement does not need.
  *
  * usage: ladder port step	(127.0.0.1; port 0: any free port)
  */
@@ -35,7 +36,6 @@
 #include <arpa/inet.h>
 
 #include <err.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,8 +48,8 @@
 #include <seccomp.h>
 #endif
 
-#define PREFIX		"You said:"
-#define MAXLINE		4096
+#include "lineserver.h"
+
 #define STEP_HYGIENE	1
 #define STEP_CLOCK	2
 #define STEP_RLIMITS	3
@@ -67,37 +67,6 @@ on_sigchld(int sig)
 {
 	(void)sig;
 	got_sigchld = 1;
-}
-
-/* Bind and listen on 127.0.0.1 port; print the port actually bound. */
-static int
-listen_on(const char *port)
-{
-	struct sockaddr_in	 sin;
-	socklen_t		 len = sizeof(sin);
-	const char		*errstr;
-	int			 fd, one = 1, p;
-
-	p = (int)strtonum(port, 0, 65535, &errstr);
-	if (errstr != NULL)
-		errx(1, "port \"%s\" is %s", port, errstr);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons((unsigned short)p);
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		err(1, "socket");
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
-		err(1, "setsockopt");
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
-		err(1, "bind 127.0.0.1 port %s", port);
-	if (listen(fd, SOMAXCONN) == -1)
-		err(1, "listen");
-	if (getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
-		err(1, "getsockname");
-	fprintf(stderr, "listening on 127.0.0.1 port %u\n",
-	    (unsigned)ntohs(sin.sin_port));
-	return fd;
 }
 
 /* The parent's share of step 4: one inherited filter, SIGCHLD reaping. */
@@ -189,35 +158,12 @@ child_setup(int fd)
 	}
 }
 
-/* Read until a newline, EOF or a full buffer; return the length. */
-static size_t
-read_line(int fd, char *buf, size_t size)
-{
-	char	*nl;
-	size_t	 len = 0;
-	ssize_t	 n;
-
-	while (len < size) {
-		n = read(fd, buf + len, size - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		nl = memchr(buf + len, '\n', (size_t)n);
-		len += (size_t)n;
-		if (nl != NULL)
-			return (size_t)(nl - buf) + 1;
-	}
-	return len;
-}
-
 /* Serve one client from ip port with the duties of this step, then exit. */
 static void
 serve(int fd, const char *ip, int port)
 {
-	char		 buf[sizeof(PREFIX) - 1 + MAXLINE];
-	size_t		 plen = sizeof(PREFIX) - 1, len;
 	long long	 start = 0, ms = 0;
+	size_t		 len;
 
 	child_setup(fd);
 	if (step >= STEP_CLOCK)
@@ -226,20 +172,14 @@ serve(int fd, const char *ip, int port)
 		setproctitle("client %s port %d", ip, port);
 	if (step >= STEP_LOG)
 		log_line("Connection from %s [%s] %d", ip, ip, port);
-	memcpy(buf, PREFIX, plen);
-	len = read_line(fd, buf + plen, MAXLINE);
-	if (len > 0 && write(fd, buf, plen + len) == -1)
-		_exit(1);
-	shutdown(fd, SHUT_WR);
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	close(fd);
+	len = ls_answer(fd);
 	if (step >= STEP_CLOCK)
 		ms = clock_ms() - start;
 	if (step >= STEP_LOG)
 		log_line("end client=%s port=%d pid=%ld outcome=ok in=%zu "
 		    "out=%zu duration=%lld.%03lld", ip, port, (long)getpid(),
-		    len, plen + len, ms / 1000, ms % 1000);
+		    len, len > 0 ? sizeof(LS_PREFIX) - 1 + len : 0, ms / 1000,
+		    ms % 1000);
 	_exit(0);
 }
 
@@ -262,7 +202,7 @@ main(int argc, char *argv[])
 		errx(1, "step \"%s\" is %s", argv[2], errstr);
 	setproctitle_init(argc, argv, environ);
 	signal(SIGPIPE, SIG_IGN);
-	lfd = listen_on(argv[1]);
+	lfd = ls_listen(argv[1]);
 	if (step >= STEP_PARENT)
 		parent_duties();
 	else
