@@ -15,8 +15,6 @@
 
 #include "srvexample.h"
 
-#define WATCHDOG_SLACK	2	/* seconds past timeout before SIGALRM kills */
-
 static const char *const outcome_names[OUTCOME_MAX] = {
 	"ok", "eof", "timeout", "too-long", "error", "refused", "denied",
 	"proxy"
@@ -127,7 +125,7 @@ client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
 static void
 child_handoff(const struct child_ctx *cx, struct sockaddr_storage *real)
 {
-	const char *ip = cx->ip;
+	const char *ip = cx->ip, *line;
 	int	 v;
 
 	setproctitle("proxy %s port %d", ip, addr_port(cx->peer));
@@ -136,17 +134,28 @@ child_handoff(const struct child_ctx *cx, struct sockaddr_storage *real)
 	close(cx->ctl);
 	if (v == VERDICT_SERVE)
 		return;
-	if (v == VERDICT_LIMIT || v == VERDICT_PENALTY)
-		(void)send(cx->fd, v == VERDICT_LIMIT ? SE_ERR_PER_SOURCE :
-		    SE_ERR_PENALTY, strlen(v == VERDICT_LIMIT ?
-		    SE_ERR_PER_SOURCE : SE_ERR_PENALTY),
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (v > 0 && (line = verdict_line(v)) != NULL)
+		(void)send(cx->fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
 	else if (v == 0)
 		log_warnx("client %s port %d: no answer from the parent",
 		    ip, addr_port(cx->peer));
 	session_linger(cx->fd);
 	_exit(v == -1 ? OUTCOME_PROXY : v == VERDICT_DENY ? OUTCOME_DENIED :
 	    v == 0 ? OUTCOME_ERROR : OUTCOME_REFUSED);
+}
+
+/*
+ * What a child starts from, the same for a forked child and for inetd mode:
+ * the client on fd at peer (ip, its numeric address), the configuration, the
+ * line buffer, and when it was accepted; no report socket and no name yet.
+ */
+void
+child_ctx_init(struct child_ctx *cx, int fd, const struct sockaddr_storage *peer,
+    const char *ip, const struct conf *conf, char *buf, int64_t start)
+{
+	*cx = (struct child_ctx){ .fd = fd, .peer = peer, .ip = ip,
+	    .conf = conf, .buf = buf, .start = start, .ctl = -1, .name = NULL,
+	    .namefd = -1 };
 }
 
 /* Serve the client of cx and exit with the outcome as status. */
@@ -166,7 +175,7 @@ child_main(const struct child_ctx *cx)
 	self = getpid();
 	reset_signals();
 	close_inherited(cx->fd, log_fd(), cx->ctl != -1 ? cx->ctl : cx->namefd);
-	alarm(cx->conf->timeout + WATCHDOG_SLACK);
+	alarm(cx->conf->timeout + SE_WATCHDOG_SLACK);
 	if (cx->ctl != -1) {
 		child_handoff(cx, &real);
 		peer = &real;

@@ -95,6 +95,7 @@ conf_init(struct conf *c)
 	c->port = 3456;
 	c->user = strdup(SE_NAME);
 	c->pidfile = strdup(RUNSTATEDIR "/" SE_NAME "/" SE_NAME ".pid");
+	c->penalty_max = 600;
 	c->max_children = 256;
 	c->max_per_source = 16;
 	c->prefix4 = 32;

@@ -1,14 +1,24 @@
 /*
  * control.c: what the operator's signals do besides stopping: SIGHUP
- * re-reads the configuration, SIGUSR1 reports the counters.
+ * re-reads the configuration, SIGUSR1 reports the counters (also sent to
+ * systemd as STATUS=, and refreshed there while serving); and the check that
+ * max-children fits the descriptors the parent may hold.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "srvexample.h"
+#include "parent.h"
+
+/* Descriptors the parent holds besides one per child: stdio, log, signalfd,
+ * epoll, reserve, name socket, configuration directory, notify socket,
+ * pidfile, the lingering slots and a few in flight while forking. */
+#define FDS_FIXED	(32 + LINGER_SLOTS)
 
 /* Are two optional strings equal? */
 static int
@@ -96,13 +106,37 @@ monotonic_usec(void)
 }
 
 /*
+ * Does max-children fit the descriptor limit?  The parent holds a pidfd per
+ * child (and behind a balancer a report socket too).  -1, with one message
+ * naming both numbers, when it does not.
+ */
+int
+control_fd_budget(const struct conf *c, int nlfd)
+{
+	struct rlimit	 rl;
+	long long	 need;
+
+	need = FDS_FIXED + nlfd + (long long)c->max_children *
+	    (c->proxy_protocol ? 2 : 1);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY ||
+	    (long long)rl.rlim_cur >= need)
+		return 0;
+	log_warnx("max-children %d needs %lld descriptors, but the limit "
+	    "(RLIMIT_NOFILE) is %llu: lower max-children or raise the limit "
+	    "(LimitNOFILE= under systemd, ulimit -n)", c->max_children, need,
+	    (unsigned long long)rl.rlim_cur);
+	return -1;
+}
+
+/*
  * SIGHUP: read the configuration again.  Limits, timeouts, logging and access
- * rules apply to new clients; an invalid file changes nothing.  *buf is the
- * children's line buffer, resized when max-line changes.
+ * rules apply to new clients; an invalid file changes nothing.  The
+ * children's line buffer is resized when max-line changes.
  */
 void
-control_reload(struct server_ctx *ctx, char **buf)
+control_reload(struct server *s)
 {
+	struct server_ctx *ctx = s->ctx;
 	struct conf	 new;
 	char		*nbuf;
 
@@ -115,6 +149,12 @@ control_reload(struct server_ctx *ctx, char **buf)
 	}
 	if (new.log == LOG_SINK_DEFAULT)
 		new.log = ctx->foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG;
+	if (control_fd_budget(&new, ctx->nlfd) == -1) {
+		log_warnx("reload failed, keeping the running configuration");
+		conf_clear(&new);
+		notify_send("READY=1");
+		return;
+	}
 	if (new.max_line != ctx->conf->max_line) {
 		if ((nbuf = malloc(session_bufsize(new.max_line))) == NULL) {
 			log_warn("reload failed, keeping the running configuration");
@@ -122,8 +162,8 @@ control_reload(struct server_ctx *ctx, char **buf)
 			notify_send("READY=1");
 			return;
 		}
-		free(*buf);
-		*buf = nbuf;
+		free(s->buf);
+		s->buf = nbuf;
 	}
 	keep_restart_only(ctx->conf, &new);
 	if (new.log != ctx->conf->log || new.log_facility != ctx->conf->log_facility)
@@ -134,27 +174,61 @@ control_reload(struct server_ctx *ctx, char **buf)
 	notify_send("READY=1");
 }
 
+/* The counters as one line of key=value pairs. */
+static void
+stats_line(const struct server *s, char *line, size_t len)
+{
+	const struct stats *st = &s->st;
+	unsigned long	 refused = 0;
+	int		 i;
+
+	for (i = 0; i < REFUSAL_MAX; i++)
+		refused += st->refused[i];
+	snprintf(line, len, "served=%lu active=%u eof=%lu timeouts=%lu "
+	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu",
+	    st->outcome[OUTCOME_OK], s->kids.n, st->outcome[OUTCOME_EOF],
+	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
+	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
+	    st->crashed);
+}
+
 /*
  * SIGUSR1: the refusals by reason, then one line of counters, also sent to
  * systemd as STATUS=.
  */
 void
-control_stats(const struct stats *st, size_t active)
+control_stats(struct server *s)
 {
+	const unsigned long *r = s->st.refused;
 	char		 line[512];
-	unsigned long	 refused;
 
-	refused = st->refused_limit + st->refused_penalty + st->refused_busy +
-	    st->refused_proxy;
-	snprintf(line, sizeof(line), "served=%lu active=%zu eof=%lu timeouts=%lu "
-	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu",
-	    st->outcome[OUTCOME_OK], active, st->outcome[OUTCOME_EOF],
-	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
-	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
-	    st->crashed);
-	log_info("refusals: max-per-source=%lu crash-penalty=%lu proxy=%lu "
-	    "busy=%lu", st->refused_limit, st->refused_penalty,
-	    st->refused_proxy, st->refused_busy);
+	stats_line(s, line, sizeof(line));
+	log_info("refusals: max-per-source=%lu rate=%lu crash-penalty=%lu "
+	    "timeout-penalty=%lu proxy=%lu busy=%lu",
+	    r[REFUSAL_MAX_PER_SOURCE], r[REFUSAL_RATE], r[REFUSAL_CRASH_PENALTY],
+	    r[REFUSAL_TIMEOUT_PENALTY], r[REFUSAL_PROXY], r[REFUSAL_BUSY]);
 	log_info("stats: %s", line);
 	notify_send("STATUS=%s", line);
+	s->status_changes = s->st.changes;
+}
+
+/*
+ * While serving, refresh STATUS= with the counters when they have changed,
+ * at most once a second (systemctl status shows them without a signal).
+ */
+void
+control_status(struct server *s, int64_t now)
+{
+	char	 line[512];
+
+	if (s->st.changes == s->status_changes ||
+	    now < s->status_at + 1000 || notify_fd() == -1) {
+		if (notify_fd() == -1)
+			s->status_changes = s->st.changes;
+		return;
+	}
+	stats_line(s, line, sizeof(line));
+	notify_send("STATUS=%s", line);
+	s->status_at = now;
+	s->status_changes = s->st.changes;
 }

@@ -138,6 +138,25 @@ handoff_recv(int ctl, struct handoff_report *r)
 	return 1;
 }
 
+/* The line a refused client is told, by the parent or (behind a balancer)
+ * by its child; NULL for a denied client, which is told nothing. */
+const char *
+verdict_line(enum verdict v)
+{
+	switch (v) {
+	case VERDICT_LIMIT:
+		return SE_ERR_PER_SOURCE;
+	case VERDICT_PENALTY:
+		return SE_ERR_PENALTY;
+	case VERDICT_RATE:
+		return SE_ERR_RATE;
+	case VERDICT_BUSY:
+		return SE_ERR_BUSY;
+	default:
+		return NULL;
+	}
+}
+
 /* Tell a child what to do; if it has died meanwhile, nothing is lost. */
 void
 handoff_send_verdict(int ctl, enum verdict v)

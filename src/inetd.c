@@ -43,15 +43,8 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 		log_warn("malloc");
 		return -1;
 	}
-	cx.fd = STDIN_FILENO;
-	cx.peer = &ss;
-	cx.ip = addr_ntop(&ss, ip, sizeof(ip));
-	cx.conf = c;
-	cx.buf = buf;
-	cx.start = clock_ms();
-	cx.ctl = -1;
-	cx.name = NULL;
-	cx.namefd = -1;
+	child_ctx_init(&cx, STDIN_FILENO, &ss, addr_ntop(&ss, ip, sizeof(ip)), c,
+	    buf, clock_ms());
 	child_signals_ignore();
 	child_main(&cx);
 }

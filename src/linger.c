@@ -1,85 +1,95 @@
 /*
  * linger.c: lingering close for the connections the parent itself ends
- * (refusals): half-close, then drain what the client still sends from the
- * parent's poll loop, for a bounded time and amount, so the parent never
- * waits on a client.  When the table is full the connection is closed at once.
+ * (refusals): half-close, then drain what the client still sends, from the
+ * parent's epoll loop, for a bounded time and amount, so the parent never
+ * waits on a client.  A fixed number of slots: when all are taken the
+ * connection is closed at once.
  */
 #include <sys/types.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <errno.h>
-#include <poll.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "srvexample.h"
+#include "parent.h"
 
-#define LINGER_MS	1000
-#define LINGER_BYTES	(256 * 1024)
-#define LINGER_MAX	(sizeof(((struct lingers *)0)->v) / \
-			    sizeof(((struct lingers *)0)->v[0]))
+/* Lingering goes through epfd, each slot's events tagged with tag | slot. */
+void
+linger_init(struct lingers *l, int epfd, uint64_t tag)
+{
+	size_t	 i;
 
-/* Half-close fd and drain it from now on; it is closed by linger_service(). */
+	memset(l, 0, sizeof(*l));
+	for (i = 0; i < LINGER_SLOTS; i++)
+		l->v[i].fd = -1;
+	l->epfd = epfd;
+	l->tag = tag;
+}
+
+/* Close one slot's descriptor (which leaves the epoll set with it). */
+static void
+linger_end(struct lingers *l, struct linger_ent *e)
+{
+	close(e->fd);
+	e->fd = -1;
+	l->n--;
+}
+
+/* Half-close fd and drain it from now on. */
 void
 linger_start(struct lingers *l, int fd, int64_t now)
 {
-	if (shutdown(fd, SHUT_WR) == -1 || l->n == LINGER_MAX) {
+	struct epoll_event	 ev = { .events = EPOLLIN };
+	size_t			 i;
+
+	if (l->n == LINGER_SLOTS || shutdown(fd, SHUT_WR) == -1) {
 		close(fd);
 		return;
 	}
-	l->v[l->n].fd = fd;
-	l->v[l->n].deadline = now + LINGER_MS;
-	l->v[l->n].drained = 0;
+	for (i = 0; l->v[i].fd != -1; i++)
+		;
+	ev.data.u64 = l->tag | i;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		close(fd);
+		return;
+	}
+	l->v[i].fd = fd;
+	l->v[i].deadline = now + LINGER_MS;
+	l->v[i].drained = 0;
 	l->n++;
 }
 
-/* Fill pfd with the lingering descriptors; returns how many. */
-size_t
-linger_pollfds(const struct lingers *l, struct pollfd *pfd)
-{
-	size_t	 i;
-
-	for (i = 0; i < l->n; i++) {
-		pfd[i].fd = l->v[i].fd;
-		pfd[i].events = POLLIN;
-		pfd[i].revents = 0;
-	}
-	return l->n;
-}
-
-/* Drain one; 1 when it is done (EOF, error, budget spent). */
-static int
-linger_drain(struct linger_ent *e)
-{
-	char	 scratch[4096];
-	ssize_t	 n;
-
-	n = recv(e->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
-	if (n > 0) {
-		e->drained += n;
-		return e->drained >= LINGER_BYTES;
-	}
-	return n == 0 || (errno != EAGAIN && errno != EINTR);
-}
-
-/*
- * Act on poll results (the first npfd entries, as filled by linger_pollfds
- * before the poll) and on deadlines.
- */
+/* The slot's client sent something or closed: drain, and end when done
+ * (end of file, an error, or the byte budget spent). */
 void
-linger_service(struct lingers *l, const struct pollfd *pfd, size_t npfd,
-    int64_t now)
+linger_ready(struct lingers *l, uint32_t slot)
+{
+	struct linger_ent	*e;
+	char			 scratch[4096];
+	ssize_t			 n;
+
+	if (slot >= LINGER_SLOTS || (e = &l->v[slot])->fd == -1)
+		return;
+	n = recv(e->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+	if (n > 0 && (e->drained += n) < LINGER_BYTES)
+		return;
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	linger_end(l, e);
+}
+
+/* End the slots whose time is up. */
+void
+linger_expire(struct lingers *l, int64_t now)
 {
 	size_t	 i;
-	int	 done[LINGER_MAX];
 
-	for (i = 0; i < l->n; i++)
-		done[i] = l->v[i].deadline <= now ||
-		    (i < npfd && pfd[i].revents != 0 && linger_drain(&l->v[i]));
-	for (i = l->n; i-- > 0;)
-		if (done[i]) {
-			close(l->v[i].fd);
-			l->v[i] = l->v[--l->n];
-		}
+	for (i = 0; l->n > 0 && i < LINGER_SLOTS; i++)
+		if (l->v[i].fd != -1 && l->v[i].deadline <= now)
+			linger_end(l, &l->v[i]);
 }
 
 /* The earliest deadline, or -1 when nothing lingers. */
@@ -89,8 +99,8 @@ linger_next_deadline(const struct lingers *l)
 	int64_t	 t = -1;
 	size_t	 i;
 
-	for (i = 0; i < l->n; i++)
-		if (t == -1 || l->v[i].deadline < t)
+	for (i = 0; l->n > 0 && i < LINGER_SLOTS; i++)
+		if (l->v[i].fd != -1 && (t == -1 || l->v[i].deadline < t))
 			t = l->v[i].deadline;
 	return t;
 }
@@ -99,6 +109,9 @@ linger_next_deadline(const struct lingers *l)
 void
 linger_close_all(struct lingers *l)
 {
-	while (l->n > 0)
-		close(l->v[--l->n].fd);
+	size_t	 i;
+
+	for (i = 0; l->n > 0 && i < LINGER_SLOTS; i++)
+		if (l->v[i].fd != -1)
+			linger_end(l, &l->v[i]);
 }

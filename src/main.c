@@ -4,6 +4,7 @@
  * flags, configuration, -n, listen, log, privilege drop, detach, serve.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <err.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "srvexample.h"
+#include "parent.h"
 
 #define MAX_LISTENERS	(CONF_MAX_LISTEN * 2)
 
@@ -34,6 +36,7 @@ struct options {
 	int		 inetd;		/* -i */
 	int		 check;		/* -n */
 	int		 verbose;	/* -v */
+	const char	*dry_run;	/* -C addr=: the address */
 	struct conf_source src;
 };
 
@@ -89,9 +92,17 @@ parse_flags(int argc, char *argv[], struct options *o)
 	opterr = 0;		/* our own messages, named srvexample */
 	o->src.path = SYSCONFDIR "/" SE_NAME ".conf";
 	o->src.dirfd = -1;
-	while ((ch = getopt_long(argc, argv, ":df:hil:no:p:u:Vv", longopts,
+	while ((ch = getopt_long(argc, argv, ":C:df:hil:no:p:u:Vv", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
+		case 'C':
+			if (strncmp(optarg, "addr=", 5) != 0) {
+				fprintf(stderr, "%s: -C takes addr=ADDRESS\n",
+				    SE_NAME);
+				usage(stderr, 1);
+			}
+			o->dry_run = optarg + 5;
+			break;
 		case 'd': o->foreground = 1; break;
 		case 'f': o->src.path = optarg; o->src.explicit_path = 1; break;
 		case 'h': usage(stdout, 0);
@@ -119,6 +130,10 @@ parse_flags(int argc, char *argv[], struct options *o)
 	}
 	if (optind != argc)
 		usage(stderr, 1);
+	if (o->dry_run != NULL && !o->check) {
+		fprintf(stderr, "%s: -C needs -n\n", SE_NAME);
+		usage(stderr, 1);
+	}
 }
 
 /*
@@ -154,8 +169,11 @@ check_only(const struct options *o, const struct conf *c)
 {
 	struct privdrop	 pd;
 
+	if (o->dry_run != NULL)
+		exit(policy_dry_run(c, o->dry_run));
 	if (privdrop_lookup(c, &pd) == -1 ||
-	    (c->chroot != NULL && privdrop_check_chroot(c->chroot) == -1))
+	    (c->chroot != NULL && privdrop_check_chroot(c->chroot) == -1) ||
+	    control_fd_budget(c, MAX_LISTENERS) == -1)
 		exit(1);
 	if (o->verbose)
 		conf_print(c);
@@ -183,6 +201,21 @@ resolver_setup(void)
 	lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	(void)getnameinfo((struct sockaddr *)&lo, sizeof(lo), host, sizeof(host),
 	    NULL, 0, NI_NAMEREQD);
+}
+
+/*
+ * The parent holds a descriptor per child (its pidfd): raise the soft limit
+ * on descriptors as far as the hard limit allows.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 /* Name the parent after its listeners: "listening on 127.0.0.1:3456 ...". */
@@ -241,6 +274,7 @@ main(int argc, char *argv[])
 		log_init(LOG_SINK_SYSLOG, LOG_DAEMON, 0);
 	log_setverbose(o.verbose);
 	open_conf_dir(&o.src);
+	raise_fd_limit();
 	if (conf_load(&o.src, &conf) == -1)
 		exit(1);
 	if (conf.log == LOG_SINK_DEFAULT)	/* -i: stderr is the client */
@@ -262,6 +296,8 @@ main(int argc, char *argv[])
 			log_warnx("no address to listen on");
 		exit(1);
 	}
+	if (control_fd_budget(&conf, nlfd) == -1)
+		exit(1);
 	notify_init();
 	if (!o.foreground && conf.pidfile != NULL &&
 	    (pf = daemon_pidfile_open(conf.pidfile, &pd)) == NULL)

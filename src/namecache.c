@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "srvexample.h"
+#include "parent.h"
 
 #define NAMECACHE_SIZE	64	/* addresses remembered */
 #define READ_BATCH	32	/* reports read per wakeup */
@@ -123,7 +124,7 @@ namecache_clear(struct children *kids)
 	for (i = 0; i < NAMECACHE_SIZE; i++)
 		if (names[i].expires != 0)	/* unused pages stay untouched */
 			names[i].expires = 0;
-	for (i = 0; i < kids->n; i++)
+	for (i = 0; i < kids->cap; i++)
 		kids->v[i].naming = 0;
 }
 
@@ -176,7 +177,7 @@ namecache_read(struct children *kids, int ttl, int64_t now)
 		    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
 			continue;
 		memcpy(&cred, CMSG_DATA(c), sizeof(cred));
-		if ((kid = children_find(kids, cred.pid)) == NULL ||
+		if ((kid = children_find_pid(kids, cred.pid)) == NULL ||
 		    !kid->naming || !report_valid(name, (size_t)n))
 			continue;
 		kid->naming = 0;

@@ -14,8 +14,6 @@
 
 #include "srvexample.h"
 
-#define LINGER_MS	1000		/* how long to drain a closing client */
-#define LINGER_BYTES	(256 * 1024)	/* and how much of it at most */
 
 #define ERR_TOO_LONG	"Error: line too long\n"
 #define ERR_TIMEOUT	"Error: timeout\n"

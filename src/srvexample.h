@@ -30,6 +30,13 @@
 #define SE_ERR_PER_SOURCE	"Error: too many connections from your address\n"
 #define SE_ERR_PENALTY		"Error: try again later\n"
 #define SE_ERR_BUSY		"Error: server busy\n"
+#define SE_ERR_RATE		"Error: too many new connections from your address\n"
+
+/* Both sides: a child's watchdog fires this long past its timeout; its
+ * lingering close drains for at most this long and this much. */
+#define SE_WATCHDOG_SLACK	2	/* seconds */
+#define LINGER_MS		1000
+#define LINGER_BYTES		(256 * 1024)
 
 /* Child exit statuses; the parent counts outcomes from them. */
 enum outcome {
@@ -89,6 +96,11 @@ struct conf {
 	int		 proxy_protocol;
 	struct addrmask	 proxy_from[CONF_MAX_PROXY_FROM];
 	int		 nproxy_from;
+	int		 rate_per_source;
+	struct addrmask	 exempt[CONF_MAX_ACL];
+	int		 nexempt;
+	int		 timeout_penalty;
+	int		 penalty_max;
 };
 
 /* Where the configuration comes from, kept so that SIGHUP can read it again. */
@@ -99,16 +111,6 @@ struct conf_source {
 	const char	*base;		/* file name relative to dirfd */
 	char		**overrides;	/* -o keyword=value, in order */
 	int		 noverrides;
-};
-
-/* Counters, kept by the parent. */
-struct stats {
-	unsigned long	outcome[OUTCOME_MAX];
-	unsigned long	refused_limit;
-	unsigned long	refused_penalty;
-	unsigned long	refused_busy;
-	unsigned long	refused_proxy;	/* untrusted sender or bad header */
-	unsigned long	crashed;
 };
 
 /* addr.c */
@@ -244,7 +246,9 @@ const char *proxy_error_name(int);
 enum verdict {
 	VERDICT_SERVE = 's',
 	VERDICT_LIMIT = 'l',	/* max-per-source */
-	VERDICT_PENALTY = 'p',	/* crash-penalty */
+	VERDICT_PENALTY = 'p',	/* crash-penalty, timeout-penalty */
+	VERDICT_RATE = 'r',	/* rate-per-source */
+	VERDICT_BUSY = 'b',	/* out of resources */
 	VERDICT_DENY = 'd'	/* allow/deny */
 };
 struct handoff_report {
@@ -255,6 +259,7 @@ int	 handoff_child(int, int, const struct sockaddr_storage *, int64_t,
 	    struct sockaddr_storage *);
 int	 handoff_recv(int, struct handoff_report *);
 void	 handoff_send_verdict(int, enum verdict);
+const char *verdict_line(enum verdict);
 
 /* inetd.c */
 int	 inetd_serve(const struct conf *, const struct privdrop *);
@@ -273,72 +278,14 @@ struct child_ctx {
 	int				 namefd; /* report the name found on it;
 						   -1: do not */
 };
+void	 child_ctx_init(struct child_ctx *, int, const struct sockaddr_storage *,
+	    const char *, const struct conf *, char *, int64_t);
 const char *child_outcome_name(enum outcome);
 void	 child_signals_ignore(void);
 void	 child_main(const struct child_ctx *) __attribute__((noreturn));
 
-/* children.c */
-struct child {
-	pid_t		 pid;
-	struct addrmask	 source;	/* masked with source-prefix */
-	char		 ip[46];
-	int64_t		 start;
-	int		 signalled;	/* the parent sent it a signal */
-	int		 ctl;		/* behind a balancer: its report socket
-					   until read, then -2; else -1 */
-	int		 naming;	/* its name report is awaited */
-};
-struct children {
-	struct child	*v;
-	size_t		 n;
-	size_t		 cap;
-};
-struct child *children_add(struct children *, pid_t, const struct addrmask *,
-	    const char *, int64_t);
-int	 children_remove(struct children *, pid_t, struct child *);
-struct child *children_find(struct children *, pid_t);
-size_t	 children_count_source(const struct children *, const struct addrmask *);
-int	 children_kill(pid_t, int);
-void	 children_signal_all(struct children *, int);
-void	 children_free(struct children *);
-
-/* namecache.c */
-int	 namecache_open(void);
-void	 namecache_close(void);
-int	 namecache_fd(void);
-int	 namecache_child_fd(void);
-const char *namecache_get(const char *, int64_t);
-void	 namecache_clear(struct children *);
-void	 namecache_read(struct children *, int, int64_t);
+/* namecache.c (the child's side) */
 void	 namecache_tell(int, const char *);
-
-/* penalty.c */
-struct penalty_entry {
-	struct addrmask	 source;
-	int64_t		 until;		/* ms, monotonic */
-};
-struct penalty {
-	struct penalty_entry	 v[1024];
-	size_t			 n;
-};
-void	 penalty_add(struct penalty *, const struct addrmask *, int64_t);
-int	 penalty_active(struct penalty *, const struct addrmask *, int64_t);
-
-/* linger.c */
-struct linger_ent {
-	int		 fd;
-	int64_t		 deadline;
-	size_t		 drained;
-};
-struct lingers {
-	struct linger_ent v[128];
-	size_t		 n;
-};
-void	 linger_start(struct lingers *, int, int64_t);
-size_t	 linger_pollfds(const struct lingers *, struct pollfd *);
-void	 linger_service(struct lingers *, const struct pollfd *, size_t, int64_t);
-int64_t	 linger_next_deadline(const struct lingers *);
-void	 linger_close_all(struct lingers *);
 
 /* server.c */
 struct server_ctx {
@@ -349,9 +296,5 @@ struct server_ctx {
 	int			 foreground;	/* -d: log defaults to stderr */
 };
 int	 server_run(struct server_ctx *);
-
-/* control.c */
-void	 control_reload(struct server_ctx *, char **);
-void	 control_stats(const struct stats *, size_t);
 
 #endif /* SRVEXAMPLE_H */

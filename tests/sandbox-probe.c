@@ -101,6 +101,21 @@ try_prlimit_parent(void)
 	return prlimit(getppid(), RLIMIT_NOFILE, &one, NULL);
 }
 
+/* Signal a child as the parent does: through a pidfd, kill(2) without. */
+static int
+probe_kill(pid_t pid, int sig)
+{
+	int	 fd, rv;
+
+	if (!sandbox_active())
+		return kill(pid, sig);
+	if ((fd = syscall(SYS_pidfd_open, pid, 0)) == -1)
+		return -1;
+	rv = syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+	close(fd);
+	return rv;
+}
+
 static int
 try_signal_child(void)
 {
@@ -116,7 +131,7 @@ try_signal_child(void)
 		for (;;)
 			(void)poll(NULL, 0, -1);
 	}
-	if (pid == -1 || children_kill(pid, SIGTERM) == -1 ||
+	if (pid == -1 || probe_kill(pid, SIGTERM) == -1 ||
 	    waitpid(pid, &status, 0) == -1)
 		return -1;
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)

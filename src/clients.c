@@ -1,0 +1,493 @@
+/*
+ * clients.c: what the parent's loop does about each client: ask the policy,
+ * then refuse (one error line, a lingering close, a rate-limited log record,
+ * a counter) or fork a child; hear a child's report from behind a balancer;
+ * account for a child that ended; end a child that outlives its deadline.
+ * The loop (server.c) calls in here; this file calls only down, into the
+ * policy, the tables and the child.
+ */
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "srvexample.h"
+#include "parent.h"
+
+#define PAUSE_MIN_MS	100	/* accepting paused after a resource error */
+#define PAUSE_MAX_MS	1000
+#define PENDING_BATCH	64	/* exits taken per look in reap_pending() */
+#define NO_SLOT		UINT32_MAX
+
+static void	 reap_pending(struct server *, uint32_t, int64_t);
+
+/* Stop accepting for a while after a resource error, backing off. */
+void
+clients_pause(struct server *s, int64_t now)
+{
+	s->pause_ms = s->pause_ms == 0 ? PAUSE_MIN_MS :
+	    s->pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : s->pause_ms * 2;
+	s->paused_until = now + s->pause_ms;
+}
+
+/* Log one refusal or denial record, rate-limited. */
+static void
+log_refusal(struct server *s, const struct sockaddr_storage *ss,
+    const char *outcome, const char *reason, int64_t now)
+{
+	char		 ip[INET6_ADDRSTRLEN];
+	unsigned long	 held;
+
+	if (!ratelimit_allow(&s->rl_refused, now, &held))
+		return;
+	log_info("end client=%s port=%d pid=%ld outcome=%s%s%s in=0 out=0 "
+	    "duration=0.000%s", addr_ntop(ss, ip, sizeof(ip)), addr_port(ss),
+	    (long)getpid(), outcome, reason ? " reason=" : "", reason ? reason : "",
+	    held ? " (more refusals not logged)" : "");
+	if (held)
+		log_info("%lu refusals were not logged", held);
+}
+
+/* Count and log a decision other than serving (the line is sent elsewhere). */
+static void
+account_refusal(struct server *s, const struct sockaddr_storage *ss,
+    const struct decision *d, int64_t now)
+{
+	s->st.changes++;
+	if (d->verdict == VERDICT_DENY) {
+		s->st.outcome[OUTCOME_DENIED]++;
+		log_refusal(s, ss, "denied", NULL, now);
+		return;
+	}
+	s->st.refused[d->refusal]++;
+	log_refusal(s, ss, "refused", policy_refusal_name(d->refusal), now);
+}
+
+/* End a connection the parent refuses: its error line, then lingering. */
+static void
+refuse(struct server *s, int fd, const struct sockaddr_storage *ss,
+    const struct decision *d, int64_t now)
+{
+	const char	*line = verdict_line(d->verdict);
+
+	if (line != NULL)
+		(void)send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+	linger_start(s->lingers, fd, now);
+	account_refusal(s, ss, d, now);
+}
+
+/* Refuse a client for want of resources (fork, memory, descriptors). */
+void
+clients_refuse_busy(struct server *s, int fd, int64_t now)
+{
+	struct sockaddr_storage	 ss;
+	struct decision		 d = { .verdict = VERDICT_BUSY,
+				    .refusal = REFUSAL_BUSY };
+	socklen_t		 len = sizeof(ss);
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
+		memset(&ss, 0, sizeof(ss));
+	addr_normalize(&ss);
+	refuse(s, fd, &ss, &d, now);
+}
+
+/*
+ * The client's name, when the parent remembers it (resolve-cache); else the
+ * child looks it up and reports it on the name socket.  Behind a balancer
+ * the real client is known only to the child: it looks up and keeps quiet.
+ */
+static void
+spawn_name(struct server *s, struct child_ctx *cx, int proxy, int64_t now)
+{
+	cx->name = NULL;
+	cx->namefd = -1;
+	if (!s->conf->resolve || proxy || s->conf->resolve_cache == 0)
+		return;
+	if ((cx->name = namecache_get(cx->ip, now)) == NULL)
+		cx->namefd = namecache_child_fd();
+}
+
+/* Watch fd in the loop's epoll set as tag | slot. */
+static int
+watch(struct server *s, int fd, uint64_t tag, uint32_t slot)
+{
+	struct epoll_event	 ev = { .events = EPOLLIN };
+
+	ev.data.u64 = tag | slot;
+	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/*
+ * Record the child just forked: its pidfd (its exit makes it readable),
+ * its deadline, and behind a balancer its report socket.  -1 when it cannot
+ * be tracked: it is then killed, since an untracked child must not serve.
+ */
+static int
+track(struct server *s, pid_t pid, const char *ip, int ctl, int64_t now)
+{
+	struct child	*c;
+	int64_t		 deadline;
+	int		 pidfd = -1, slot;
+
+	deadline = now + (s->conf->timeout + SE_WATCHDOG_SLACK +
+	    LINGER_MS / 1000 + 1) * 1000LL;
+	if (!s->nopidfd && (pidfd = pidfd_open(pid, 0)) == -1)
+		log_warn("pidfd_open");
+	if ((pidfd == -1 && !s->nopidfd) ||
+	    (slot = children_add(&s->kids, pid, pidfd, ip, now, deadline)) == -1)
+		goto fail;
+	c = children_at(&s->kids, slot);
+	if ((pidfd != -1 && watch(s, pidfd, EV_CHILD, slot) == -1) ||
+	    (ctl != -1 && watch(s, ctl, EV_CTL, slot) == -1)) {
+		log_warn("epoll_ctl");
+		c->ctl = -1;
+		(void)children_signal(c, SIGKILL);	/* reaped as signalled */
+		return slot;
+	}
+	c->ctl = ctl;
+	c->proxied = ctl != -1;
+	return slot;
+fail:
+	if (pidfd != -1)
+		close(pidfd);
+	(void)kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);	/* it dies at once: never a zombie */
+	return -1;
+}
+
+/*
+ * Fork a child for the client; the parent keeps only the record.  Behind a
+ * balancer (d is NULL) the child gets one end of a socketpair for its
+ * report, and counts for no source until it has told the real one.
+ */
+static void
+spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
+    const struct decision *d, int64_t now)
+{
+	struct child_ctx	 cx;
+	struct source		*src = NULL;
+	char			 ip[INET6_ADDRSTRLEN];
+	int			 sv[2] = { -1, -1 }, slot;
+	pid_t			 pid = -1;
+
+	if (d != NULL && !d->exempt &&
+	    (src = sources_get(&s->src, &d->source, now)) == NULL) {
+		clients_refuse_busy(s, fd, now);	/* every source is busy */
+		return;
+	}
+	child_ctx_init(&cx, fd, ss, addr_ntop(ss, ip, sizeof(ip)), s->conf,
+	    s->buf, now);
+	spawn_name(s, &cx, d == NULL, now);
+	if (d != NULL || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0, sv) == 0) {
+		cx.ctl = sv[1];
+		if ((pid = fork()) == 0)
+			child_main(&cx);
+	}
+	if (sv[1] != -1)
+		close(sv[1]);
+	if (pid == -1) {
+		log_repeated(&s->rl_fork, now, d == NULL ? "fork or socketpair" :
+		    "fork");
+		if (sv[0] != -1)
+			close(sv[0]);
+		clients_refuse_busy(s, fd, now);
+		clients_pause(s, now);
+		return;
+	}
+	s->pause_ms = 0;
+	close(fd);
+	if ((slot = track(s, pid, ip, sv[0], now)) == -1) {
+		if (sv[0] != -1)
+			close(sv[0]);
+		return;
+	}
+	children_at(&s->kids, slot)->naming = cx.namefd != -1;
+	if (src != NULL) {
+		sources_attach(&s->src, src);
+		if (s->conf->rate_per_source > 0)
+			sources_rate_take(src, s->conf->rate_per_source, now);
+		children_at(&s->kids, slot)->source = sources_index(&s->src,
+		    src) + 1;
+	}
+}
+
+/* Decide about one accepted client: deny, refuse, or serve. */
+void
+clients_accepted(struct server *s, int fd, struct sockaddr_storage *ss,
+    int64_t now)
+{
+	struct decision	 d;
+
+	addr_normalize(ss);
+	policy_decide(s->conf, &s->src, ss, now, &d);
+	if (s->conf->proxy_protocol) {
+		/* Only balancers may connect; the rules about the client wait
+		 * for the child's report of its real address. */
+		if (d.proxy_trusted) {
+			spawn(s, fd, ss, NULL, now);
+			return;
+		}
+		s->st.refused[REFUSAL_PROXY]++;
+		s->st.changes++;
+		linger_start(s->lingers, fd, now);
+		log_refusal(s, ss, "refused", proxy_error_name(PROXY_E_UNTRUSTED),
+		    now);
+		return;
+	}
+	if (d.verdict == VERDICT_LIMIT) {
+		/* Children of this source may have exited since the loop
+		 * looked: count them out before refusing. */
+		reap_pending(s, NO_SLOT, now);
+		policy_decide(s->conf, &s->src, ss, now, &d);
+	}
+	if (d.verdict == VERDICT_SERVE)
+		spawn(s, fd, ss, &d, now);
+	else
+		refuse(s, fd, ss, &d, now);
+}
+
+/* A bad PROXY header a child reported: logged and counted like any other. */
+static void
+bad_header(struct server *s, const struct handoff_report *r, int64_t now)
+{
+	s->st.refused[REFUSAL_PROXY]++;
+	s->st.changes++;
+	log_refusal(s, &r->addr, "refused", proxy_error_name(r->error), now);
+}
+
+/* Stop listening to a child's report socket. */
+static void
+close_ctl(struct child *c)
+{
+	close(c->ctl);		/* leaves the epoll set with it */
+	c->ctl = -1;
+}
+
+/*
+ * A child behind a balancer reported: decide about the real client as for
+ * any other, account the child under the real source when it is to serve,
+ * and tell it.  The report was sent before the child waits, so this never
+ * blocks; the child sends the refusal line itself.
+ */
+void
+clients_report(struct server *s, uint32_t slot, int64_t now)
+{
+	struct handoff_report	 r;
+	struct decision		 d;
+	struct source		*src = NULL;
+	struct child		*c;
+	int			 n;
+
+	if ((c = children_at(&s->kids, slot)) == NULL || c->ctl == -1 ||
+	    (n = handoff_recv(c->ctl, &r)) == 0)
+		return;
+	if (n == 1 && r.error != PROXY_OK)
+		bad_header(s, &r, now);
+	else if (n == 1) {
+		addr_normalize(&r.addr);
+		policy_decide(s->conf, &s->src, &r.addr, now, &d);
+		if (d.verdict == VERDICT_LIMIT) {
+			reap_pending(s, slot, now);
+			policy_decide(s->conf, &s->src, &r.addr, now, &d);
+		}
+		if (d.verdict == VERDICT_SERVE && !d.exempt &&
+		    (src = sources_get(&s->src, &d.source, now)) == NULL)
+			d.verdict = VERDICT_BUSY, d.refusal = REFUSAL_BUSY;
+		if (d.verdict != VERDICT_SERVE)
+			account_refusal(s, &r.addr, &d, now);
+		else if (src != NULL) {
+			sources_attach(&s->src, src);
+			if (s->conf->rate_per_source > 0)
+				sources_rate_take(src, s->conf->rate_per_source,
+				    now);
+			c->source = sources_index(&s->src, src) + 1;
+		}
+		if (d.verdict == VERDICT_SERVE)
+			addr_ntop(&r.addr, c->ip, sizeof(c->ip));
+		handoff_send_verdict(c->ctl, d.verdict);
+	}
+	close_ctl(c);
+}
+
+/* Apply a penalty to the child's source, unless it has none (exempt). */
+static void
+penalise(struct server *s, struct child *c, enum penalty_cause why, int secs,
+    int64_t now)
+{
+	if (c->source == 0 || secs <= 0)
+		return;
+	sources_penalise(&s->src, sources_at(&s->src, c->source - 1), why, secs,
+	    s->conf->penalty_max, now);
+}
+
+/* A child killed by a signal it was not sent: a crash, penalised. */
+static void
+crashed(struct server *s, struct child *c, int sig, int64_t now)
+{
+	unsigned long	 held;
+	int		 secs = s->conf->crash_penalty;
+
+	s->st.crashed++;
+	penalise(s, c, PENALTY_CRASH, secs, now);
+	if (!ratelimit_allow(&s->rl_crash, now, &held))
+		return;
+	if (secs > 0 && c->source != 0)
+		log_warnx("child %ld (client %s) killed by signal SIG%s, refusing "
+		    "%s for %d s%s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,
+		    secs, held ? " (more crashes not logged)" : "");
+	else
+		log_warnx("child %ld (client %s) killed by signal SIG%s%s",
+		    (long)c->pid, c->ip, sigabbrev_np(sig),
+		    held ? " (more crashes not logged)" : "");
+}
+
+/* Count how a child ended (code and status as waitid(2) reports them). */
+static void
+account_child(struct server *s, struct child *c, int code, int status,
+    int64_t now)
+{
+	if (code == CLD_EXITED) {
+		/* Refused behind a balancer: counted when the parent decided. */
+		if (c->proxied && (status == OUTCOME_REFUSED ||
+		    status == OUTCOME_DENIED || status == OUTCOME_PROXY))
+			return;
+		if (status == OUTCOME_TIMEOUT)
+			penalise(s, c, PENALTY_TIMEOUT, s->conf->timeout_penalty,
+			    now);
+		s->st.outcome[status < OUTCOME_MAX ? status : OUTCOME_ERROR]++;
+	} else if (c->overdue || status == SIGALRM) {
+		/* its watchdog, or the parent's: the deadline passed */
+		s->st.outcome[OUTCOME_TIMEOUT]++;
+		penalise(s, c, PENALTY_TIMEOUT, s->conf->timeout_penalty, now);
+		log_info("child %ld (client %s) stopped by its watchdog",
+		    (long)c->pid, c->ip);
+	} else if (c->signalled)
+		s->st.outcome[OUTCOME_ERROR]++;
+	else
+		crashed(s, c, status, now);
+}
+
+/* One child has ended: its last report, its outcome, its slot. */
+static void
+child_ended(struct server *s, struct child *c, int code, int status,
+    int64_t now)
+{
+	struct handoff_report	 r;
+	uint32_t		 slot = (uint32_t)(c - s->kids.v);
+
+	if (c->ctl != -1) {
+		if (handoff_recv(c->ctl, &r) == 1 && r.error != PROXY_OK)
+			bad_header(s, &r, now);
+		close_ctl(c);
+	}
+	account_child(s, c, code, status, now);
+	s->st.changes++;
+	if (c->source != 0)
+		sources_detach(&s->src, sources_at(&s->src, c->source - 1), now);
+	if (c->pidfd != -1)
+		close(c->pidfd);
+	children_remove(&s->kids, slot);
+}
+
+/* The child in slot has exited (its pidfd is readable): reap it. */
+void
+clients_reap(struct server *s, uint32_t slot, int64_t now)
+{
+	struct child	*c;
+	siginfo_t	 si;
+
+	if ((c = children_at(&s->kids, slot)) == NULL || c->pidfd == -1)
+		return;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, c->pidfd, &si, WEXITED | WNOHANG) == -1 ||
+	    si.si_pid == 0)
+		return;
+	child_ended(s, c, si.si_code, si.si_status, now);
+}
+
+/*
+ * Without pidfds (kernels before 5.3, valgrind): reap on SIGCHLD with a
+ * waitpid(-1) loop, finding each child by a scan of the table.  The cost
+ * grows with the children alive; it is only the fallback.
+ */
+void
+clients_reap_any(struct server *s, int64_t now)
+{
+	struct child	*c;
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		if ((c = children_find_pid(&s->kids, pid)) != NULL)
+			child_ended(s, c, WIFEXITED(status) ? CLD_EXITED :
+			    CLD_KILLED, WIFEXITED(status) ? WEXITSTATUS(status) :
+			    WTERMSIG(status), now);
+}
+
+/*
+ * End every child that outlives its deadline: its timeout, its watchdog's
+ * slack and the lingering close, plus a second.  Its own SIGALRM comes
+ * first; this is for a child that cancelled it (taken over by its client).
+ */
+void
+clients_overdue(struct server *s, int64_t now)
+{
+	struct child	*c;
+
+	while ((c = children_overdue(&s->kids, now)) != NULL) {
+		c->overdue = 1;
+		log_warnx("child %ld (client %s) outlived its deadline, killing "
+		    "it", (long)c->pid, c->ip);
+		(void)children_signal(c, SIGKILL);
+		c->signalled = 0;	/* its death is a timeout, not ours */
+	}
+}
+
+/*
+ * Before a decision that depends on the counts (the child limit, a source's
+ * limit): reap the children that have exited since the loop last looked,
+ * by a look at the epoll set that does not wait.  Only exits and reports are
+ * taken; the other events are level-triggered and come back at the next
+ * wait.  The child in slot except (whose report is being handled) is left.
+ */
+static void
+reap_pending(struct server *s, uint32_t except, int64_t now)
+{
+	struct epoll_event	 ev[PENDING_BATCH];
+	int			 i, n;
+	uint32_t		 slot;
+
+	if (s->nopidfd) {
+		clients_reap_any(s, now);
+		return;
+	}
+	if ((n = epoll_wait(s->epfd, ev, PENDING_BATCH, 0)) <= 0)
+		return;
+	for (i = 0; i < n; i++) {
+		slot = EV_INDEX(ev[i].data.u64);
+		if (EV_TAG(ev[i].data.u64) == EV_CTL && slot != except)
+			clients_report(s, slot, now);
+	}
+	for (i = 0; i < n; i++) {
+		slot = EV_INDEX(ev[i].data.u64);
+		if (EV_TAG(ev[i].data.u64) == EV_CHILD && slot != except)
+			clients_reap(s, slot, now);
+	}
+}
+
+/* At the child limit: are we still, once exited children are counted out? */
+int
+clients_at_limit(struct server *s, int64_t now)
+{
+	if (s->kids.n < (uint32_t)s->conf->max_children)
+		return 0;
+	reap_pending(s, NO_SLOT, now);
+	return s->kids.n >= (uint32_t)s->conf->max_children;
+}
