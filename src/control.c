@@ -106,9 +106,10 @@ monotonic_usec(void)
 }
 
 /*
- * Does max-children fit the descriptor limit?  The parent holds a pidfd per
- * child (and behind a balancer a report socket too).  -1, with one message
- * naming both numbers, when it does not.
+ * Does max-children fit the limits?  Behind a balancer the parent holds a
+ * report socket per child, and each child's exit is a queued signal until
+ * the parent takes it (RLIMIT_SIGPENDING).  -1, with one message naming
+ * both numbers, when it does not.
  */
 int
 control_fd_budget(const struct conf *c, int nlfd)
@@ -116,8 +117,16 @@ control_fd_budget(const struct conf *c, int nlfd)
 	struct rlimit	 rl;
 	long long	 need;
 
-	need = FDS_FIXED + nlfd + (long long)c->max_children *
-	    (c->proxy_protocol ? 2 : 1);
+	need = c->max_children + 64LL;
+	if (getrlimit(RLIMIT_SIGPENDING, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (long long)rl.rlim_cur < need) {
+		log_warnx("max-children %d needs %lld queued signals, but the "
+		    "limit (RLIMIT_SIGPENDING) is %llu: lower max-children or "
+		    "raise the limit (LimitSIGPENDING= under systemd, ulimit -i)",
+		    c->max_children, need, (unsigned long long)rl.rlim_cur);
+		return -1;
+	}
+	need = FDS_FIXED + nlfd + (c->proxy_protocol ? c->max_children : 0);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY ||
 	    (long long)rl.rlim_cur >= need)
 		return 0;

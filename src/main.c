@@ -204,18 +204,22 @@ resolver_setup(void)
 }
 
 /*
- * The parent holds a descriptor per child (its pidfd): raise the soft limit
- * on descriptors as far as the hard limit allows.
+ * Raise the soft limits the parent's work grows with as far as the hard
+ * limits allow: descriptors (a report socket per child behind a balancer)
+ * and queued signals (one per child that has exited and is not yet reaped).
  */
 static void
-raise_fd_limit(void)
+raise_limits(void)
 {
+	static const int res[] = { RLIMIT_NOFILE, RLIMIT_SIGPENDING };
 	struct rlimit	 rl;
+	size_t		 i;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	for (i = 0; i < sizeof(res) / sizeof(res[0]); i++)
+		if (getrlimit(res[i], &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(res[i], &rl);
+		}
 }
 
 /* Name the parent after its listeners: "listening on 127.0.0.1:3456 ...". */
@@ -274,7 +278,7 @@ main(int argc, char *argv[])
 		log_init(LOG_SINK_SYSLOG, LOG_DAEMON, 0);
 	log_setverbose(o.verbose);
 	open_conf_dir(&o.src);
-	raise_fd_limit();
+	raise_limits();
 	if (conf_load(&o.src, &conf) == -1)
 		exit(1);
 	if (conf.log == LOG_SINK_DEFAULT)	/* -i: stderr is the client */

@@ -10,7 +10,12 @@
 
 #include <sys/types.h>
 
+#include <signal.h>
 #include <stdint.h>
+
+/* The signal a child's exit sends the parent: a realtime signal, queued
+ * once per child with its pid, where SIGCHLD would be merged. */
+#define SE_EXIT_SIGNAL	SIGRTMIN
 
 /* heap.c: an indexed min-heap of (key, id); the owner of the ids is told
  * each id's position, so that any element can be removed in O(log n). */
@@ -96,10 +101,10 @@ void	 policy_decide(const struct conf *, struct sources *,
 const char *policy_refusal_name(enum refusal);
 int	 policy_dry_run(const struct conf *, const char *);
 
-/* children.c: the live children, by slot, with their deadlines. */
+/* children.c: the live children, by slot, found by pid in O(1), with
+ * their deadlines. */
 struct child {
 	pid_t		 pid;
-	int		 pidfd;		/* readable when it has exited */
 	int		 ctl;		/* behind a balancer: its report socket
 					   until read; else -1 */
 	uint32_t	 source;	/* sources index + 1; 0: none */
@@ -118,14 +123,16 @@ struct children {
 	uint32_t	 cap;
 	uint32_t	 n;		/* alive */
 	uint32_t	 freelist;	/* slot + 1 */
+	uint32_t	*bypid;		/* open addressing: slot + 1, 0 free */
+	uint32_t	 bypid_mask;	/* its size - 1, a power of two - 1 */
 	struct heap	 deadlines;
 };
-int	 children_add(struct children *, pid_t, int, const char *, int64_t,
-	    int64_t);
+int	 children_add(struct children *, pid_t, const char *, int64_t, int64_t);
 void	 children_remove(struct children *, uint32_t);
 struct child *children_at(struct children *, uint32_t);
 struct child *children_overdue(struct children *, int64_t);
 struct child *children_find_pid(struct children *, pid_t);
+uint32_t children_slot(const struct children *, const struct child *);
 int	 children_signal(struct child *, int);
 void	 children_signal_all(struct children *, int);
 void	 children_free(struct children *);
@@ -164,14 +171,15 @@ struct server {
 	struct server_ctx	*ctx;
 	struct conf		*conf;
 	int			 epfd;
-	int			 sigfd;
+	int			 sigfd;		/* readable when a signal is pending */
+	sigset_t		 sigs;		/* the signals it reports */
 	int			 reservefd;	/* given up when descriptors run out */
 	struct children		 kids;
 	struct sources		 src;
 	struct stats		 st;
 	char			*buf;		/* the children's line buffer */
 	int			 accepting;	/* listeners are in the epoll set */
-	int			 nopidfd;	/* reap on SIGCHLD (no pidfds) */
+	int			 classic;	/* fork(2) and SIGCHLD (valgrind) */
 	int64_t			 paused_until;
 	int			 pause_ms;
 	int			 stopping;
@@ -187,7 +195,6 @@ struct server {
  * low 32 bits which one. */
 #define EV_SIGNAL	(1ULL << 32)
 #define EV_LISTEN	(2ULL << 32)
-#define EV_CHILD	(3ULL << 32)
 #define EV_CTL		(4ULL << 32)
 #define EV_LINGER	(5ULL << 32)
 #define EV_NAMES	(6ULL << 32)
@@ -199,7 +206,7 @@ void	 clients_accepted(struct server *, int, struct sockaddr_storage *,
 	    int64_t);
 void	 clients_refuse_busy(struct server *, int, int64_t);
 void	 clients_report(struct server *, uint32_t, int64_t);
-void	 clients_reap(struct server *, uint32_t, int64_t);
+void	 clients_exited(struct server *, pid_t, int64_t);
 void	 clients_reap_any(struct server *, int64_t);
 void	 clients_overdue(struct server *, int64_t);
 void	 clients_pause(struct server *, int64_t);

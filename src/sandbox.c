@@ -48,8 +48,8 @@ static int	 sandbox_off;		/* under valgrind */
 static int	 sandbox_on;		/* the filter is installed */
 
 /* Valgrind runs its own system calls in the process: no sandbox there. */
-static int
-under_valgrind(void)
+int
+sandbox_under_valgrind(void)
 {
 	const char	*p = getenv("LD_PRELOAD");
 
@@ -79,6 +79,7 @@ static const int allowed[] = {
 	SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep), SCMP_SYS(alarm),
 	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask),
 	SCMP_SYS(rt_sigreturn), SCMP_SYS(restart_syscall),
+	SCMP_SYS(rt_sigtimedwait),
 	SCMP_SYS(getpid), SCMP_SYS(getppid), SCMP_SYS(gettid),
 	SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid),
 	SCMP_SYS(getegid), SCMP_SYS(uname),
@@ -181,7 +182,7 @@ sandbox_parent(int unlink_dirfd)
 	int		 rv;
 #endif
 
-	if (under_valgrind()) {
+	if (sandbox_under_valgrind()) {
 		log_info("sandbox off: running under valgrind");
 		sandbox_off = 1;
 		return 0;

@@ -4,17 +4,16 @@
  *
  * One epoll set holds everything the parent waits for: a signalfd (signals
  * are blocked for good, so none is lost between a check and the wait, and
- * none can starve: it is one more ready descriptor), the listeners, one
- * pidfd per child (readable when that child exits, so each child is reaped
- * by its own event and never by a waitpid(-1) that walks every child), the
+ * none can starve: it is one more ready descriptor), the listeners, the
  * report sockets of children behind a balancer, and the lingering
- * connections.  epoll_wait() returns only what is ready, so a pass costs the
- * events it handles, not the number of children alive.
+ * connections.  Each child's exit comes as its own queued signal naming its
+ * pid (clients.c), so it is reaped by waitid(P_PID) and never by a
+ * waitpid(-1) that walks every child.  epoll_wait() returns only what is
+ * ready, so a pass costs the events it handles, not the children alive.
  */
 #include <sys/types.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/pidfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 
@@ -39,34 +38,25 @@
  */
 static struct lingers	 lingering;
 
-/* Can this kernel (and the tool the parent may run under) give pidfds? */
-static int
-have_pidfds(void)
-{
-	int	 fd;
-
-	if ((fd = pidfd_open(getpid(), 0)) == -1)
-		return 0;
-	close(fd);
-	return 1;
-}
-
-/* Block the handled signals and open the signalfd that reports them.
- * SIGCHLD is among them only without pidfds. */
+/*
+ * Block the handled signals, for good, and open a signalfd that says when
+ * one is pending; they are taken with sigtimedwait(), which gives each exit
+ * signal's pid.  SIGCHLD comes from processes forked with fork(2) (under
+ * valgrind, every child).
+ */
 static int
 signals_setup(struct server *s)
 {
-	sigset_t	 set;
-
-	sigemptyset(&set);
-	if (s->nopidfd)
-		sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
-	    (s->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
+	sigemptyset(&s->sigs);
+	sigaddset(&s->sigs, SE_EXIT_SIGNAL);
+	sigaddset(&s->sigs, SIGCHLD);
+	sigaddset(&s->sigs, SIGTERM);
+	sigaddset(&s->sigs, SIGINT);
+	sigaddset(&s->sigs, SIGHUP);
+	sigaddset(&s->sigs, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &s->sigs, NULL) == -1 ||
+	    (s->sigfd = signalfd(-1, &s->sigs, SFD_NONBLOCK | SFD_CLOEXEC)) ==
+	    -1) {
 		log_warn("signalfd");
 		return -1;
 	}
@@ -207,29 +197,27 @@ shutdown_step(struct server *s, int64_t now)
 	s->stop_deadline = now + KILL_AFTER_MS;
 }
 
-/* Read and act on every pending signal. */
+/* Take and act on every pending signal: children's exits first, so that
+ * counts are exact, then the operator's. */
 static void
 handle_signals(struct server *s, int64_t now)
 {
-	struct signalfd_siginfo	 si;
-	int			 hup = 0, usr1 = 0, stop = 0;
+	static const struct timespec zero;
+	siginfo_t	 si;
+	int		 hup = 0, usr1 = 0, stop = 0;
 
-	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		switch (si.ssi_signo) {
-		case SIGHUP:
+	while (sigtimedwait(&s->sigs, &si, &zero) > 0) {
+		if (si.si_signo == SE_EXIT_SIGNAL)
+			clients_exited(s, si.si_pid, now);
+		else if (si.si_signo == SIGCHLD && s->classic)
+			clients_reap_any(s, now);
+		else if (si.si_signo == SIGHUP)
 			hup = 1;
-			break;
-		case SIGUSR1:
+		else if (si.si_signo == SIGUSR1)
 			usr1 = 1;
-			break;
-		case SIGTERM:
-		case SIGINT:
-			stop = si.ssi_signo;
-			break;
-		}
+		else if (si.si_signo == SIGTERM || si.si_signo == SIGINT)
+			stop = si.si_signo;
 	}
-	if (s->nopidfd)
-		clients_reap_any(s, now);	/* first: counts are exact */
 	if (hup) {
 		control_reload(s);
 		namecache_clear(&s->kids);
@@ -278,9 +266,6 @@ dispatch(struct server *s, uint64_t data, int64_t now)
 		if (!s->stopping && (int)i < s->ctx->nlfd)
 			accept_some(s, s->ctx->lfd[i], now);
 		break;
-	case EV_CHILD:
-		clients_reap(s, i, now);
-		break;
 	case EV_CTL:
 		clients_report(s, i, now);
 		break;
@@ -303,7 +288,6 @@ event_rank(uint64_t data)
 	case EV_CTL:
 	case EV_NAMES:
 		return 0;
-	case EV_CHILD:
 	case EV_SIGNAL:
 		return 1;
 	default:
@@ -368,9 +352,7 @@ server_run(struct server_ctx *ctx)
 	s.lingers = &lingering;
 	s.ctx = ctx;
 	s.conf = ctx->conf;
-	s.nopidfd = !have_pidfds();
-	if (s.nopidfd)
-		log_info("no pidfds: reaping children on SIGCHLD");
+	s.classic = sandbox_under_valgrind();
 	if (signals_setup(&s) == -1)
 		return -1;
 	if ((s.reservefd = eventfd(0, EFD_CLOEXEC)) == -1 ||

@@ -197,6 +197,7 @@ int	 notify_fd(void);
 int	 sandbox_parent(int);
 int	 sandbox_enter(void);
 int	 sandbox_active(void);
+int	 sandbox_under_valgrind(void);
 
 /* session.c */
 enum scan_result {

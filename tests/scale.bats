@@ -320,3 +320,84 @@ ok_count() {
 	grep -q '^client: failure: client: connect failed (Connection refused)' "$LOAD_OUT"
 	assert_serves
 }
+
+# -- the parent at scale: its work per client does not grow with children ---
+
+# hold_many N: N connections to the daemon, each left silent, so that each is
+# a live child waiting for its line; sets HOLDER_PID.  A plain select()-based
+# client cannot hold this many (FD_SETSIZE), so a small holder does it.
+hold_many() {
+	local ready=$BATS_TEST_TMPDIR/held.ready
+	rm -f "$ready"
+	(
+		ulimit -n $(($1 + 64)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+		exec "$PYTHON" -c '
+import signal, socket, sys
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+with open(ready, "w") as f:
+    f.write("%d\n" % len(held))
+signal.pause()
+' "$PORT" "$1" "$ready"
+	) &
+	HOLDER_PID=$!
+	track_pid "$HOLDER_PID"
+	wait_until "[ -s '$ready' ]" 60 || fail "could not hold $1 connections"
+	wait_until "[ \$(nchildren) -ge $1 ]" 120 ||
+	    fail "only $(nchildren) of $1 held clients have a child"
+}
+
+# parent_cpu_ns: the parent's time on a CPU so far, in ns (schedstat).
+parent_cpu_ns() {
+	local run _
+	read -r run _ <"/proc/$DAEMON_PID/schedstat"
+	printf '%s\n' "$run"
+}
+
+# cpu_per_client N: serve N clients (4 at a time) and print the parent's
+# CPU time per client in ns.
+cpu_per_client() {
+	local before after
+	before=$(parent_cpu_ns)
+	client --repeat "$1" --parallel 4 --expect 'You said:x\n' 'x\n' >/dev/null ||
+	    fail "clients failed"
+	after=$(parent_cpu_ns)
+	echo $(((after - before) / $1))
+}
+
+@test "scale: the parent's CPU per new client with 2,000 idle children alive is within 2x of none" {
+	[ -r /proc/self/schedstat ] || skip "no /proc/PID/schedstat on this kernel"
+	[ -z "${SRVEXAMPLE_VALGRIND:-}" ] || skip "valgrind: the parent reaps without pidfds"
+	start_daemon -o resolve=no -o max-per-source=0 -o max-children=2100 \
+	    -o timeout=300
+	cpu_per_client 100 >/dev/null		# warm up
+	idle=$(cpu_per_client 400)
+	hold_many 2000
+	loaded=$(cpu_per_client 400)
+	echo "# parent CPU per client: ${idle} ns idle, ${loaded} ns with 2000 held" >&3
+	[ "$loaded" -le $((2 * idle)) ] ||
+	    fail "per-client CPU grew from $idle ns to $loaded ns with 2000 children"
+}
+
+@test "scale: the parent never calls waitpid(-1): one waitid(P_PID) per child, with 2,000 children alive" {
+	command -v strace >/dev/null || skip "strace not installed"
+	[ -z "${SRVEXAMPLE_VALGRIND:-}" ] || skip "valgrind: the parent reaps without pidfds"
+	start_daemon -o resolve=no -o max-per-source=0 -o max-children=2100 \
+	    -o timeout=300
+	hold_many 2000
+	strace -qq -c -U name,calls -e trace=wait4,waitid \
+	    -o "$BATS_TEST_TMPDIR/strace.out" -p "$DAEMON_PID" &
+	local tracer=$!
+	track_pid "$tracer"
+	wait_until "grep -q TracerPid:.[1-9] /proc/$DAEMON_PID/status" 10
+	client --repeat 100 --parallel 4 --expect 'You said:x\n' 'x\n' >/dev/null
+	# every one of them reaped: served, and only the held ones active
+	wait_until 'daemon_stats | grep -q " served=100 active=2000 "' 30
+	kill -INT "$tracer"
+	wait "$tracer" || true
+	cat "$BATS_TEST_TMPDIR/strace.out" >&3
+	run grep -E '^ *wait4 ' "$BATS_TEST_TMPDIR/strace.out"
+	assert_failure
+	run awk '$1 == "waitid" { print $2 }' "$BATS_TEST_TMPDIR/strace.out"
+	assert_output 100
+}
