@@ -417,6 +417,41 @@ check_forms() {
 	[ "$output" = "$(printf '127.0.0.2\n192.0.2.1\n2001:db8::1')" ]
 }
 
+@test "fail2ban-client: the shipped jails load, disabled until a .local enables them" {
+	require_fail2ban
+	F2B_CONF=$BATS_TEST_TMPDIR/f2b
+	f2b_confdir "$F2B_CONF"
+	log=$BATS_TEST_TMPDIR/srvexample.log
+	: >"$log"
+	run --separate-stderr fail2ban-client -c "$F2B_CONF" -d
+	assert_success
+	refute_output --partial srvexample
+	cat >"$F2B_CONF/jail.d/srvexample.local" <<EOF
+[DEFAULT]
+banaction = nftables-multiport
+[srvexample]
+enabled = true
+[srvexample-file]
+enabled = true
+logpath = $log tail
+mode = aggressive
+[srvexample-syslog]
+enabled = true
+logpath = $log
+EOF
+	run --separate-stderr fail2ban-client -c "$F2B_CONF" -d
+	assert_success
+	refute_output --partial config-error
+	assert_line "['add', 'srvexample', 'systemd']"
+	assert_line "['set', 'srvexample', 'addjournalmatch', '_SYSTEMD_UNIT=srvexample.service']"
+	assert_line "['set', 'srvexample-file', 'datepattern', '{NONE}']"
+	assert_line "['set', 'srvexample-file', 'addlogpath', '$log', 'tail']"
+	assert_line "['set', 'srvexample-syslog', 'addlogpath', '$log', 'head']"
+	# mode = aggressive reaches the filter of that jail only.
+	assert_line --partial "'srvexample-file', 'addfailregex', '^client=<ADDR> port=\\\\d+ pid=\\\\d+ outcome=(?:denied|timeout|too-long|eof|"
+	assert_line --partial "'srvexample-syslog', 'addfailregex', '^client=<ADDR> port=\\\\d+ pid=\\\\d+ outcome=(?:denied|timeout|too-long|refused "
+}
+
 # -- a real fail2ban server ----------------------------------------------------
 
 # ns PROGRAM ARGS...: run it in the test's network (and mount) namespace.
@@ -483,7 +518,7 @@ banaction = nftables-multiport
 
 [srvexample-file]
 enabled = true
-logpath = $DAEMON_LOG
+logpath = $DAEMON_LOG tail
 backend = polling
 port = $PORT
 maxretry = 2
@@ -511,7 +546,7 @@ EOF
 		tries=$((tries + 1))
 		sleep 0.2	# the attacker's pace, not a synchronisation
 	done
-	f2b status srvexample-file >&3
+	f2b status srvexample-file | sed "s/^/# /" >&3
 	ns nft list ruleset | grep -q '127\.0\.0\.7' || fail "no nftables element for 127.0.0.7"
 
 	# Banned: its connection fails, and the daemon sees none (its denial
