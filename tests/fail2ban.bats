@@ -391,20 +391,32 @@ check_forms() {
 }
 
 @test "fail2ban-regex: prefixes of the -d form: <N> priorities, the program's name" {
+	local -a ua
 	require_fail2ban
 	F2B_CONF=$BATS_TEST_TMPDIR/f2b
 	f2b_confdir "$F2B_CONF"
 	ALL_LOG=$BATS_TEST_TMPDIR/prefixed.log
 	# The daemon with JOURNAL_STREAM naming its stderr, as systemd sets it
-	# (the daemon may then write <N> priority prefixes).
+	# (the daemon may then write <N> priority prefixes, "ready:" too).
 	log=$BATS_TEST_TMPDIR/daemon.log
 	: >"$log"
-	JOURNAL_STREAM=$(stat -c '%d:%i' "$log") start_daemon -o deny=127.0.0.2 -o resolve=no
+	mapfile -t ua < <(user_args)
+	PORT=$(free_port)
+	JOURNAL_STREAM=$(stat -c '%d:%i' "$log") "$SRVEXAMPLE" -d -f /dev/null \
+	    -l 127.0.0.1 -p "$PORT" "${ua[@]}" -o deny=127.0.0.2 -o resolve=no \
+	    </dev/null >>"$log" 2>&1 3>&- &
+	export DAEMON_PID=$! DAEMON_LOG=$log
+	wait_until "grep -Eaq '^(<[0-9]>)?ready: ' '$log' || ! pid_alive $DAEMON_PID" 10
+	pid_alive "$DAEMON_PID" || fail "the daemon did not start: $(cat "$log")"
+	_seen "$DAEMON_PID"
 	client --timeout 5 --expect 'You said:hi\n' 'hi\n'
 	client --timeout 5 --source 127.0.0.2 --expect '' 'x\n'
 	wait_end 127.0.0.1 ok
 	wait_end 127.0.0.2 denied
 	stop_daemon
+	if grep -q '^<[0-9]>' "$log"; then
+		echo "# with JOURNAL_STREAM the daemon wrote <N> prefixes" >&3
+	fi
 	{
 		cat "$log"
 		# The forms themselves, whatever this build prints.
