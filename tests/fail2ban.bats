@@ -60,28 +60,6 @@ wait_end() {
 	wait_for_log "$(end_re "$1" "$2")" 5
 }
 
-# as_owner PID COMMAND...: COMMAND with the real and effective ids of PID
-# (prlimit(2) on another user's process may need more than root has).
-as_owner() {
-	local pid=$1 uid gid
-	shift
-	uid=$(proc_status "$pid" Uid | awk '{ print $1 }')
-	gid=$(proc_status "$pid" Gid | awk '{ print $1 }')
-	if [ "$uid" = "$(id -u)" ] && [ "$gid" = "$(id -g)" ]; then
-		"$@"
-	else
-		setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
-	fi
-}
-
-# nproc_limit PID SOFT|HARD / set_nproc PID VALUE: RLIMIT_NPROC of PID.
-nproc_limit() {
-	as_owner "$1" prlimit --pid "$1" --nproc -o "$2" --noheadings | tr -d ' '
-}
-set_nproc() {
-	as_owner "$1" prlimit --pid "$1" "--nproc=$2:$(nproc_limit "$1" HARD)"
-}
-
 # -- the daemon in either log form --------------------------------------------
 
 # start_d ARGS...: start the daemon logging in the form FORM names: stderr
@@ -204,12 +182,12 @@ part_crash() {
 part_busy() {
 	local soft n
 	start_d -o resolve=no
-	soft=$(nproc_limit "$DAEMON_PID" SOFT)
-	set_nproc "$DAEMON_PID" 1
+	soft=$(proc_limit "$DAEMON_PID" nproc SOFT)
+	set_soft_limit "$DAEMON_PID" nproc 1
 	client --timeout 5 --source 127.0.0.13 --expect 'Error: server busy\n' \
 	    'one\n'
 	wait_end 127.0.0.13 'refused reason=busy'
-	set_nproc "$DAEMON_PID" "$soft"
+	set_soft_limit "$DAEMON_PID" nproc "$soft"
 	wait_until 'client --timeout 3 --expect "You said:back\n" "back\n" 2>/dev/null' 5
 	n=$(log_count 'outcome=refused reason=busy')
 	part_done 0 "$n"

@@ -29,33 +29,6 @@ lowest_free_fd() {
 	echo "$n"
 }
 
-# as_owner PID COMMAND...: run COMMAND with the real and effective ids of
-# PID.  prlimit(2) on another user's process needs CAP_SYS_RESOURCE, which
-# even root may lack (containers); the process's own uid and gid suffice to
-# lower a soft limit and to raise it again up to the hard limit.
-as_owner() {
-	local pid=$1 uid gid
-	shift
-	uid=$(proc_status "$pid" Uid | awk '{ print $1 }')
-	gid=$(proc_status "$pid" Gid | awk '{ print $1 }')
-	if [ "$uid" = "$(id -u)" ] && [ "$gid" = "$(id -g)" ]; then
-		"$@"
-	else
-		setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
-	fi
-}
-
-# limit PID RESOURCE SOFT|HARD: the current limit (prlimit's number).
-limit() {
-	as_owner "$1" prlimit --pid "$1" "--$2" -o "$3" --noheadings | tr -d ' '
-}
-
-# set_soft PID RESOURCE VALUE: set the soft limit, keeping the hard one.
-set_soft() {
-	as_owner "$1" prlimit --pid "$1" "--$2=$3:$(limit "$1" "$2" HARD)"
-	[ "$(limit "$1" "$2" SOFT)" = "$3" ]
-}
-
 # start_daemon_stderr REDIRECT-TARGET [ARGS...]: start the daemon with -d and
 # its stderr (the log) going to REDIRECT-TARGET; no log to wait for, so wait
 # until a client is answered.  Sets DAEMON_PID and PORT.
@@ -91,8 +64,8 @@ serve_many() {
 # starve_fds: lower the daemon's descriptor limit to what it has open, so
 # that its next accept() fails with EMFILE.  Sets SOFT (the old limit).
 starve_fds() {
-	SOFT=$(limit "$DAEMON_PID" nofile SOFT)
-	set_soft "$DAEMON_PID" nofile "$(lowest_free_fd "$DAEMON_PID")"
+	SOFT=$(proc_limit "$DAEMON_PID" nofile SOFT)
+	set_soft_limit "$DAEMON_PID" nofile "$(lowest_free_fd "$DAEMON_PID")"
 }
 
 @test "EMFILE: out of descriptors the daemon does not spin, logs rate-limited, recovers" {
@@ -119,7 +92,7 @@ starve_fds() {
 	[ "$n_log" -ge 1 ] && [ "$n_log" -le 3 ] ||
 	    fail "$n_log accept error lines in 2 s (want a rate-limited 1..3)"
 
-	set_soft "$pid" nofile "$SOFT"
+	set_soft_limit "$pid" nofile "$SOFT"
 	# Every waiting client got an answer, or one Error line while descriptors
 	# were short (the reserve descriptor makes the backlog move).
 	busy=0
@@ -150,7 +123,7 @@ starve_fds() {
 	# are surely waiting unread when the reserve descriptor takes it.
 	run --separate-stderr client --timeout 10 --keep-sending 61440 'second\n'
 	bg_wait first 10
-	set_soft "$DAEMON_PID" nofile "$SOFT"
+	set_soft_limit "$DAEMON_PID" nofile "$SOFT"
 	[ "$status" -eq 0 ] ||
 	    fail "SPEC.md: lingering close for refusals too; got status $status: $stderr"
 	assert_output 'Error: server busy'
@@ -166,7 +139,7 @@ starve_fds() {
 	starve_fds
 	bg first --timeout 20 'first\n'
 	wait_for_log '^accept( \(repeated failures\))?: Too many open files$' 5
-	set_soft "$DAEMON_PID" nofile "$SOFT"
+	set_soft_limit "$DAEMON_PID" nofile "$SOFT"
 	bg_wait first 5
 	# A client that arrives now is served after at most the pause (<= 1 s).
 	t0=$(_now_ms)
@@ -187,7 +160,7 @@ starve_fds() {
 	    >"$BATS_TEST_TMPDIR/load.out" 2>&1 3>&- &
 	load=$!
 	wait_until "! pid_alive $load" 15
-	set_soft "$DAEMON_PID" nofile "$SOFT"
+	set_soft_limit "$DAEMON_PID" nofile "$SOFT"
 	n_log=$(log_count '^accept')
 	[ "$n_log" -ge 2 ] && [ "$n_log" -le 3 ] ||
 	    fail "$n_log accept error lines in 6.5 s (want 2..3 with a 5 s window)"
@@ -204,9 +177,9 @@ starve_fds() {
 	start_daemon -o resolve=no        # as root: -u nobody
 	pid=$DAEMON_PID
 	[ "$(proc_status "$pid" Uid | awk '{ print $1 }')" = "$(id -u nobody)" ]
-	soft=$(limit "$pid" nproc SOFT)
+	soft=$(proc_limit "$pid" nproc SOFT)
 	# nobody runs at least the daemon itself: a limit of 1 makes fork fail.
-	set_soft "$pid" nproc 1
+	set_soft_limit "$pid" nproc 1
 
 	run --separate-stderr client --timeout 5 'one\n'
 	assert_success
@@ -224,7 +197,7 @@ starve_fds() {
 	    fail "$n_log fork failure lines for 6 failures (want a rate-limited 1..2)"
 	[ "$(children_of "$pid" | wc -l)" -eq 0 ]
 
-	set_soft "$pid" nproc "$soft"
+	set_soft_limit "$pid" nproc "$soft"
 	wait_until 'client --timeout 3 --expect "You said:back\\n" "back\\n" 2>/dev/null' 5
 	assert_serves
 	serve_many 20

@@ -69,6 +69,9 @@
 #					daemon's children
 #	user_args			-u USER lines as start_daemon passes them
 #	kill_job_children		stop what backgrounded subshell jobs run
+#	as_owner PID COMMAND...		COMMAND with the real and effective ids of PID
+#	proc_limit PID RESOURCE SOFT|HARD  a limit of PID (prlimit's number)
+#	set_soft_limit PID RESOURCE VALUE  set PID's soft limit, keep the hard one
 
 bats_require_minimum_version 1.5.0
 
@@ -920,4 +923,31 @@ setup() {
 
 teardown() {
 	common_teardown
+}
+
+# as_owner PID COMMAND...: run COMMAND with the real and effective ids of
+# PID.  prlimit(2) on another user's process needs CAP_SYS_RESOURCE, which
+# even root may lack (containers); the process's own uid and gid suffice to
+# lower a soft limit and to raise it again up to the hard limit.
+as_owner() {
+	local pid=$1 uid gid
+	shift
+	uid=$(proc_status "$pid" Uid | awk '{ print $1 }')
+	gid=$(proc_status "$pid" Gid | awk '{ print $1 }')
+	if [ "$uid" = "$(id -u)" ] && [ "$gid" = "$(id -g)" ]; then
+		"$@"
+	else
+		setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
+	fi
+}
+
+# proc_limit PID RESOURCE SOFT|HARD: the current limit (prlimit's number).
+proc_limit() {
+	as_owner "$1" prlimit --pid "$1" "--$2" -o "$3" --noheadings | tr -d ' '
+}
+
+# set_soft_limit PID RESOURCE VALUE: set the soft limit, keeping the hard one.
+set_soft_limit() {
+	as_owner "$1" prlimit --pid "$1" "--$2=$3:$(proc_limit "$1" "$2" HARD)"
+	[ "$(proc_limit "$1" "$2" SOFT)" = "$3" ]
 }
