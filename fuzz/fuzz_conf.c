@@ -315,7 +315,7 @@ check_acl(const struct conf *c)
 		memset(&host, i < 2 ? 0 : 0xff, sizeof(host));
 		host.family = i % 2 ? AF_INET6 : AF_INET;
 		host.prefixlen = i % 2 ? 128 : 32;
-		check(conf_acl_allows(c, &host) == ref_allows(c, &host));
+		check(conf_acl_allows(c, &host, NULL) == ref_allows(c, &host));
 	}
 
 	for (i = 0; i < c->nacl && i < 8; i++) {
@@ -326,13 +326,13 @@ check_acl(const struct conf *c)
 				fill_host_bits(&host);
 			host.prefixlen = bits;
 			check(addr_match(&c->acl[i].net, &host));
-			check(conf_acl_allows(c, &host) == ref_allows(c, &host));
+			check(conf_acl_allows(c, &host, NULL) == ref_allows(c, &host));
 			if (c->acl[i].net.prefixlen == 0)
 				continue;
 			host.addr[(c->acl[i].net.prefixlen - 1) / 8] ^=
 			    0x80 >> ((c->acl[i].net.prefixlen - 1) % 8);
 			check(!addr_match(&c->acl[i].net, &host));
-			check(conf_acl_allows(c, &host) == ref_allows(c, &host));
+			check(conf_acl_allows(c, &host, NULL) == ref_allows(c, &host));
 		}
 	}
 	for (i = 0; i < c->nacl; i++)

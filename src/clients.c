@@ -81,19 +81,16 @@ refuse(struct server *s, int fd, const struct sockaddr_storage *ss,
 	account_refusal(s, ss, d, now);
 }
 
-/* Refuse a client for want of resources (fork, memory, descriptors). */
+/* Refuse the client at ss for want of resources (fork, memory,
+ * descriptors). */
 void
-clients_refuse_busy(struct server *s, int fd, int64_t now)
+clients_refuse_busy(struct server *s, int fd, const struct sockaddr_storage *ss,
+    int64_t now)
 {
-	struct sockaddr_storage	 ss;
-	struct decision		 d = { .verdict = VERDICT_BUSY,
+	const struct decision	 d = { .verdict = VERDICT_BUSY,
 				    .refusal = REFUSAL_BUSY };
-	socklen_t		 len = sizeof(ss);
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
-		memset(&ss, 0, sizeof(ss));
-	addr_normalize(&ss);
-	refuse(s, fd, &ss, &d, now);
+	refuse(s, fd, ss, &d, now);
 }
 
 /*
@@ -112,14 +109,18 @@ spawn_name(struct server *s, struct child_ctx *cx, int proxy, int64_t now)
 		cx->namefd = namecache_child_fd();
 }
 
-/* Watch fd in the loop's epoll set as tag | slot. */
-static int
-watch(struct server *s, int fd, uint64_t tag, uint32_t slot)
+/* Watch fd in the loop's epoll set as tag | index; -1 (logged) on error. */
+int
+clients_watch(struct server *s, int fd, uint64_t tag, uint32_t index)
 {
 	struct epoll_event	 ev = { .events = EPOLLIN };
 
-	ev.data.u64 = tag | slot;
-	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+	ev.data.u64 = tag | index;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		log_warn("epoll_ctl");
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -162,8 +163,7 @@ track(struct server *s, pid_t pid, const char *ip, int ctl, int64_t now)
 		return -1;
 	}
 	c = children_at(&s->kids, slot);
-	if (ctl != -1 && watch(s, ctl, EV_CTL, slot) == -1) {
-		log_warn("epoll_ctl");
+	if (ctl != -1 && clients_watch(s, ctl, EV_CTL, slot) == -1) {
 		(void)children_signal(c, SIGKILL);	/* reaped as signalled */
 		return slot;
 	}
@@ -189,7 +189,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 
 	if (d != NULL && !d->exempt &&
 	    (src = sources_get(&s->src, &d->source, now)) == NULL) {
-		clients_refuse_busy(s, fd, now);	/* every source is busy */
+		clients_refuse_busy(s, fd, ss, now);	/* every source is busy */
 		return;
 	}
 	child_ctx_init(&cx, fd, ss, addr_ntop(ss, ip, sizeof(ip)), s->conf,
@@ -208,7 +208,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 		    "fork");
 		if (sv[0] != -1)
 			close(sv[0]);
-		clients_refuse_busy(s, fd, now);
+		clients_refuse_busy(s, fd, ss, now);
 		clients_pause(s, now);
 		return;
 	}

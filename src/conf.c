@@ -512,30 +512,53 @@ conf_load(const struct conf_source *src, struct conf *c)
 	return rv;
 }
 
-/* Does the access list let host in?  First match wins; with allow rules, deny by default. */
+/*
+ * Do the access rules allow host?  The first matching rule decides; when
+ * none matches, host is allowed unless allow rules exist.  *rule (if not
+ * NULL) is the index of the rule that decided, or -1.
+ */
 int
-conf_acl_allows(const struct conf *c, const struct addrmask *host)
+conf_acl_allows(const struct conf *c, const struct addrmask *host, int *rule)
 {
 	int	 i, any_allow = 0;
 
 	for (i = 0; i < c->nacl; i++) {
-		if (addr_match(&c->acl[i].net, host))
+		if (addr_match(&c->acl[i].net, host)) {
+			if (rule != NULL)
+				*rule = i;
 			return c->acl[i].allow;
+		}
 		any_allow |= c->acl[i].allow;
 	}
+	if (rule != NULL)
+		*rule = -1;
 	return !any_allow;
+}
+
+/* Is host in one of the n networks of list? */
+static int
+in_list(const struct addrmask *list, int n, const struct addrmask *host)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		if (addr_match(&list[i], host))
+			return 1;
+	return 0;
 }
 
 /* Is host a balancer that may send a PROXY header? */
 int
 conf_proxy_trusted(const struct conf *c, const struct addrmask *host)
 {
-	int	 i;
+	return in_list(c->proxy_from, c->nproxy_from, host);
+}
 
-	for (i = 0; i < c->nproxy_from; i++)
-		if (addr_match(&c->proxy_from[i], host))
-			return 1;
-	return 0;
+/* Is host exempt from per-source limits and penalties? */
+int
+conf_exempt(const struct conf *c, const struct addrmask *host)
+{
+	return in_list(c->exempt, c->nexempt, host);
 }
 
 /* Print the effective configuration, one "keyword value" per line (-nv). */

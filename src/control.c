@@ -112,7 +112,7 @@ monotonic_usec(void)
  * both numbers, when it does not.
  */
 int
-control_fd_budget(const struct conf *c, int nlfd)
+control_check_limits(const struct conf *c, int nlfd)
 {
 	struct rlimit	 rl;
 	long long	 need;
@@ -158,7 +158,7 @@ control_reload(struct server *s)
 	}
 	if (new.log == LOG_SINK_DEFAULT)
 		new.log = ctx->foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG;
-	if (control_fd_budget(&new, ctx->nlfd) == -1) {
+	if (control_check_limits(&new, ctx->nlfd) == -1) {
 		log_warnx("reload failed, keeping the running configuration");
 		conf_clear(&new);
 		notify_send("READY=1");

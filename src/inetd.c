@@ -34,7 +34,7 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	if (privdrop_apply(pd, c->chroot) == -1 || sandbox_parent(-1) == -1)
 		return -1;
 	addr_from_sockaddr(&ss, &host);
-	if (c->nacl > 0 && !conf_acl_allows(c, &host)) {
+	if (c->nacl > 0 && !conf_acl_allows(c, &host, NULL)) {
 		log_info("denied client from inetd, closing");
 		session_linger(STDIN_FILENO);
 		_exit(OUTCOME_DENIED);

@@ -173,7 +173,7 @@ check_only(const struct options *o, const struct conf *c)
 		exit(policy_dry_run(c, o->dry_run));
 	if (privdrop_lookup(c, &pd) == -1 ||
 	    (c->chroot != NULL && privdrop_check_chroot(c->chroot) == -1) ||
-	    control_fd_budget(c, MAX_LISTENERS) == -1)
+	    control_check_limits(c, MAX_LISTENERS) == -1)
 		exit(1);
 	if (o->verbose)
 		conf_print(c);
@@ -300,7 +300,7 @@ main(int argc, char *argv[])
 			log_warnx("no address to listen on");
 		exit(1);
 	}
-	if (control_fd_budget(&conf, nlfd) == -1)
+	if (control_check_limits(&conf, nlfd) == -1)
 		exit(1);
 	notify_init();
 	if (!o.foreground && conf.pidfile != NULL &&

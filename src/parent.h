@@ -70,7 +70,7 @@ uint32_t sources_index(const struct sources *, const struct source *);
 struct source *sources_at(struct sources *, uint32_t);
 void	 sources_attach(struct sources *, struct source *);
 void	 sources_detach(struct sources *, struct source *, int64_t);
-int	 sources_rate_take(struct source *, int, int64_t);
+void	 sources_rate_take(struct source *, int, int64_t);
 int	 sources_rate_ok(const struct source *, int, int64_t);
 void	 sources_penalise(struct sources *, struct source *, enum penalty_cause,
 	    int, int, int64_t);
@@ -204,7 +204,9 @@ struct server {
 /* clients.c */
 void	 clients_accepted(struct server *, int, struct sockaddr_storage *,
 	    int64_t);
-void	 clients_refuse_busy(struct server *, int, int64_t);
+void	 clients_refuse_busy(struct server *, int,
+	    const struct sockaddr_storage *, int64_t);
+int	 clients_watch(struct server *, int, uint64_t, uint32_t);
 void	 clients_report(struct server *, uint32_t, int64_t);
 void	 clients_exited(struct server *, pid_t, int64_t);
 void	 clients_reap_any(struct server *, int64_t);
@@ -216,7 +218,7 @@ int	 clients_at_limit(struct server *, int64_t);
 void	 control_reload(struct server *);
 void	 control_stats(struct server *);
 void	 control_status(struct server *, int64_t);
-int	 control_fd_budget(const struct conf *, int);
+int	 control_check_limits(const struct conf *, int);
 
 /* namecache.c */
 int	 namecache_open(void);

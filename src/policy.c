@@ -29,42 +29,6 @@ policy_refusal_name(enum refusal r)
 	return r < REFUSAL_MAX ? refusal_names[r] : "unknown";
 }
 
-/* The first allow/deny rule that matches host, or -1. */
-static int
-first_rule(const struct conf *c, const struct addrmask *host)
-{
-	int	 i;
-
-	for (i = 0; i < c->nacl; i++)
-		if (addr_match(&c->acl[i].net, host))
-			return i;
-	return -1;
-}
-
-/* Does any allow rule exist (then an unmatched client is denied)? */
-static int
-any_allow(const struct conf *c)
-{
-	int	 i;
-
-	for (i = 0; i < c->nacl; i++)
-		if (c->acl[i].allow)
-			return 1;
-	return 0;
-}
-
-/* Is host in the exempt list? */
-static int
-is_exempt(const struct conf *c, const struct addrmask *host)
-{
-	int	 i;
-
-	for (i = 0; i < c->nexempt; i++)
-		if (addr_match(&c->exempt[i], host))
-			return 1;
-	return 0;
-}
-
 /* The refusal a source's state calls for, or REFUSAL_NONE. */
 static enum refusal
 source_refusal(const struct conf *c, const struct source *e, int64_t now)
@@ -110,10 +74,9 @@ policy_decide(const struct conf *c, struct sources *t,
 	d->source = d->host;
 	addr_mask(&d->source, d->host.family == AF_INET ? c->prefix4 :
 	    c->prefix6);
-	d->exempt = is_exempt(c, &d->host);
+	d->exempt = conf_exempt(c, &d->host);
 	d->proxy_trusted = conf_proxy_trusted(c, &d->host);
-	d->rule = first_rule(c, &d->host);
-	if (d->rule >= 0 ? !c->acl[d->rule].allow : any_allow(c)) {
+	if (!conf_acl_allows(c, &d->host, &d->rule)) {
 		d->verdict = VERDICT_DENY;
 		return;
 	}

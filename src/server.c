@@ -64,20 +64,6 @@ signals_setup(struct server *s)
 	return 0;
 }
 
-/* Add fd to the epoll set as tag | index. */
-static int
-watch(struct server *s, int fd, uint64_t tag, uint32_t index)
-{
-	struct epoll_event	 ev = { .events = EPOLLIN };
-
-	ev.data.u64 = tag | index;
-	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
-		log_warn("epoll_ctl");
-		return -1;
-	}
-	return 0;
-}
-
 /* Listen for new clients or stop: the listeners stay in the set, with
  * their events switched on or off only when that changes. */
 static void
@@ -113,14 +99,19 @@ want_accepting(struct server *s, int64_t now)
 static void
 out_of_descriptors(struct server *s, int lfd, int64_t now)
 {
-	int		 fd;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+	int			 fd;
 
 	log_repeated(&s->rl_accept, now, "accept");
 	if (s->reservefd != -1) {
 		close(s->reservefd);
 		s->reservefd = -1;	/* made again when descriptors free up */
-		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1)
-			clients_refuse_busy(s, fd, now);
+		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		    SOCK_CLOEXEC)) != -1) {
+			addr_normalize(&ss);
+			clients_refuse_busy(s, fd, &ss, now);
+		}
 	}
 	clients_pause(s, now);
 }
@@ -331,11 +322,11 @@ events_setup(struct server *s)
 		log_warn("epoll_create1");
 		return -1;
 	}
-	if (watch(s, s->sigfd, EV_SIGNAL, 0) == -1 ||
-	    watch(s, namecache_fd(), EV_NAMES, 0) == -1)
+	if (clients_watch(s, s->sigfd, EV_SIGNAL, 0) == -1 ||
+	    clients_watch(s, namecache_fd(), EV_NAMES, 0) == -1)
 		return -1;
 	for (i = 0; i < s->ctx->nlfd; i++)
-		if (watch(s, s->ctx->lfd[i], EV_LISTEN, i) == -1)
+		if (clients_watch(s, s->ctx->lfd[i], EV_LISTEN, i) == -1)
 			return -1;
 	s->accepting = 1;
 	linger_init(s->lingers, s->epfd, EV_LINGER);

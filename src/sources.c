@@ -227,14 +227,13 @@ sources_rate_ok(const struct source *e, int n, int64_t now)
 }
 
 /* Take a token (the caller checked sources_rate_ok). */
-int
+void
 sources_rate_take(struct source *e, int n, int64_t now)
 {
 	int64_t	 now_us = now * 1000;
 
 	e->tat_us = (e->tat_us > now_us ? e->tat_us : now_us) +
 	    RATE_WINDOW_US / n;
-	return 0;
 }
 
 /*

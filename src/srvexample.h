@@ -130,8 +130,9 @@ int	 conf_load(const struct conf_source *, struct conf *);
 int	 conf_read_stream(FILE *, const char *, struct conf *);
 int	 conf_set(struct conf *, const char *, const char *, const char *);
 void	 conf_print(const struct conf *);
-int	 conf_acl_allows(const struct conf *, const struct addrmask *);
+int	 conf_acl_allows(const struct conf *, const struct addrmask *, int *);
 int	 conf_proxy_trusted(const struct conf *, const struct addrmask *);
+int	 conf_exempt(const struct conf *, const struct addrmask *);
 int	 conf_facility(const char *);
 
 /* log.c */
