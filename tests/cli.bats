@@ -445,3 +445,56 @@ assert_nothing_left() {
 	[ "$status" -eq 1 ]
 	assert_stderr '^srvexample: user "srvexample": no such user$'
 }
+
+# -- -n -C addr=: the admission dry run, as a decision table -----------------
+
+# decide ADDRESS EXPECTED-LINES...: -n -C addr=ADDRESS with $CONF prints
+# exactly these lines and exits 0.
+decide() {
+	local addr=$1 want
+	shift
+	want=$(printf '%s\n' "$@")
+	run --separate-stderr "$SRVEXAMPLE" -n -f "$CONF" -C "addr=$addr"
+	assert_success
+	assert_equal "$output" "$want"
+}
+
+@test "cli: -n -C addr=: first matching rule, the source as source-prefix masks it" {
+	conf "user $RUN_AS" 'deny 192.0.2.128/25' 'allow 192.0.2.0/24' \
+	    'allow 2001:db8::/32' 'proxy-from 198.51.100.1'
+	decide 192.0.2.7 'verdict allow' 'rule allow 192.0.2.0/24' \
+	    'source 192.0.2.7/32' 'exempt no' 'proxy-trusted no'
+	decide 192.0.2.200 'verdict deny' 'rule deny 192.0.2.128/25' \
+	    'source 192.0.2.200/32' 'exempt no' 'proxy-trusted no'
+	# IPv6: one host's /64 is one source by default
+	decide 2001:db8:1:2:3:4:5:6 'verdict allow' 'rule allow 2001:db8::/32' \
+	    'source 2001:db8:1:2::/64' 'exempt no' 'proxy-trusted no'
+	# an IPv4-mapped address is the IPv4 client
+	decide ::ffff:192.0.2.7 'verdict allow' 'rule allow 192.0.2.0/24' \
+	    'source 192.0.2.7/32' 'exempt no' 'proxy-trusted no'
+	# no match while allow rules exist: denied by default
+	decide 198.51.100.1 'verdict deny' 'rule default' \
+	    'source 198.51.100.1/32' 'exempt no' 'proxy-trusted yes'
+}
+
+@test "cli: -n -C addr=: no rule matches and no allow rule exists: allowed" {
+	conf "user $RUN_AS" 'deny 10.0.0.0/8' 'source-prefix 24:48'
+	decide 192.0.2.7 'verdict allow' 'rule default' 'source 192.0.2.0/24' \
+	    'exempt no' 'proxy-trusted no'
+	decide 10.1.2.3 'verdict deny' 'rule deny 10.0.0.0/8' 'source 10.1.2.0/24' \
+	    'exempt no' 'proxy-trusted no'
+}
+
+@test "cli: -n -C addr=: a bad address or -C without -n is an error" {
+	conf "user $RUN_AS"
+	run --separate-stderr "$SRVEXAMPLE" -n -f "$CONF" -C addr=192.0.2
+	assert_failure 1
+	assert_stderr 'not a numeric IPv4 or IPv6 address'
+	[ -z "$output" ] || fail "stdout on a bad address: $output"
+	run --separate-stderr "$SRVEXAMPLE" -f "$CONF" -C addr=192.0.2.7
+	assert_failure 1
+	assert_stderr '\-C needs -n'
+	run --separate-stderr "$SRVEXAMPLE" -n -f "$CONF" -C 192.0.2.7
+	assert_failure 1
+	assert_stderr 'addr=ADDRESS'
+}
