@@ -44,7 +44,7 @@ struct options {
 static void __attribute__((noreturn))
 usage(FILE *f, int status)
 {
-	fprintf(f, "usage: %s [-dhinVv] [-f file] [-l address] "
+	fprintf(f, "usage: %s [-dhinVv] [-C addr=address] [-f file] [-l address] "
 	    "[-o keyword=value] [-p port] [-u user]\n", SE_NAME);
 	exit(status);
 }

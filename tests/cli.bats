@@ -8,7 +8,7 @@
 # shellcheck disable=SC2154,SC2034
 load test_helper
 
-USAGE='usage: srvexample [-dhinVv] [-f file] [-l address] [-o keyword=value] [-p port] [-u user]'
+USAGE='usage: srvexample [-dhinVv] [-C addr=address] [-f file] [-l address] [-o keyword=value] [-p port] [-u user]'
 
 # As root, -n also checks that `user` exists; the built-in srvexample user may
 # not exist on a test machine, so good configurations name nobody.
