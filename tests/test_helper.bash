@@ -398,7 +398,8 @@ start_daemon() {
 		pid=$!
 		export PORT=$port DAEMON_PID=$pid DAEMON_LOG=$log
 		end=$(_deadline_ms "$START_TIMEOUT")
-		while ! grep -aq '^ready: ' "$log"; do
+		# A journal prefix (<N>, see logging.bats) may start the line.
+		while ! grep -Eaq '^(<[0-7]>)?ready: ' "$log"; do
 			if ! pid_alive "$pid"; then
 				break
 			fi
