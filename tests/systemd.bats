@@ -132,6 +132,24 @@ make_units() {
 	grep -Eq '^u srvexample - .* /usr/sbin/nologin$' "$top_srcdir/systemd/srvexample.sysusers"
 }
 
+@test "systemd: a bad file fails the start and the reload, never the socket" {
+	local unit=$top_srcdir/systemd/srvexample.service.in nofile
+	# The check runs before the start and before SIGHUP, in that order.
+	grep -qx 'ExecStartPre=@sbindir@/srvexample -n' "$unit"
+	run grep -E '^ExecReload=' "$unit"
+	assert_line --index 0 'ExecReload=@sbindir@/srvexample -n'
+	# shellcheck disable=SC2016 # a literal $MAINPID
+	assert_line --index 1 'ExecReload=/bin/kill -HUP $MAINPID'
+	# No start limit: hitting it failed srvexample.socket too.
+	grep -qx 'StartLimitIntervalSec=0' "$unit"
+	grep -Eqx 'RestartSec=[1-9][0-9]*s?' "$unit"
+	# max-children 100000 (its maximum) passes the check of srvexample -n.
+	nofile=$(sed -n 's/^LimitNOFILE=//p' "$unit")
+	[ "$nofile" -ge 100100 ] || fail "LimitNOFILE=$nofile < 100000 children"
+	nofile=$(sed -n 's/^LimitSIGPENDING=//p' "$unit")
+	[ "$nofile" -ge 100064 ] || fail "LimitSIGPENDING=$nofile < 100000 children"
+}
+
 @test "systemd: sysusers.d creates the srvexample user and group" {
 	need systemd-sysusers
 	local root=$BATS_TEST_TMPDIR/root
