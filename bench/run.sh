@@ -162,6 +162,12 @@ setup() {
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/srvexample-bench.XXXXXX")
 }
 
+# Add a note (its arguments, joined) to the held series' section.
+note() {
+	NOTES+=("$*")
+	say "$*"
+}
+
 # Print the largest of the held levels.
 max_level() {
 	local l max=0
@@ -200,11 +206,11 @@ sysctl_at_least() {
 	if echo "$2" >"$f" 2>/dev/null; then
 		SYSCTL_OLD[$1]=$old
 		say "set $1=$2 (was $old) for the run"
-		NOTES+=("The run raised $1 from $old to $2 and restored it after.")
+		note "The run raised $1 from $old to $2 and restored it after."
 	else
 		say "$1 is $old, below $2: the held series may stop short"
-		NOTES+=("$1 was $old, below the $2 the held series wants," \
-		    "and could not be raised (not root).")
+		note "$1 was $old, below the $2 the held series wants," \
+		    "and could not be raised (not root)."
 	fi
 }
 
@@ -452,7 +458,7 @@ wait_settled() {
 wait_holding() {
 	local i
 	for ((i = 0; i < $3 * 10; i++)); do
-		grep -q '^loadgen: holding' "$1" && return 0
+		grep -qs '^loadgen: holding' "$1" && return 0
 		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.1
 	done
@@ -474,18 +480,18 @@ hold_clients() {
 		hp=$!
 		HOLDERS[$kind]+=" $hp"
 		if ! wait_holding "$h.err" "$hp" 130; then
-			NOTES+=("$(label "$kind") at $want held: a holder" \
-			    "stopped: $(tr '\n' ' ' <"$h.err")")
+			note "$(label "${kind#held}") at $want held: a holder" \
+			    "stopped: $(tr '\n' ' ' <"$h.err")"
 			break
 		fi
 		if grep -q '^loadgen: errors' "$h.err"; then
-			NOTES+=("$(label "$kind") at $want held:" \
-			    "$(grep -h '^loadgen: ' "$h.err" | tr '\n' ' ')")
+			note "$(label "${kind#held}") at $want held:" \
+			    "$(grep -h '^loadgen: ' "$h.err" | tr '\n' ' ')"
 		fi
 		held=$((held + n))
 		if ! wait_children "$pid" "$held"; then
-			NOTES+=("$(label "$kind") at $want held: its children" \
-			    "stopped at $(nchildren "$pid") of $held held.")
+			note "$(label "${kind#held}") at $want held: its children" \
+			    "stopped at $(nchildren "$pid") of $held held."
 			break
 		fi
 	done
@@ -618,9 +624,8 @@ held_series() {
 	: >"$WORK/held.txt"
 	for l in $LEVELS; do
 		if ! room_for "$l"; then
-			NOTES+=("$l held not run: MemAvailable" \
-			    "$(($(mem_available) / 1024)) MiB is too little.")
-			say "${NOTES[-1]}"
+			note "$l held not run: MemAvailable" \
+			    "$(($(mem_available) / 1024)) MiB is too little."
 			continue
 		fi
 		held_level "$l"
