@@ -14,8 +14,8 @@
  *    (which calls conf_set() for each); when a line "--" is present, the
  *    text before it is the configuration file conf_load() reads first and
  *    only the lines after it are overrides.  On success the same ranges
- *    hold and listen, allow and deny overrides replace the file's lists; on
- *    failure the configuration must be left cleared;
+ *    hold and listen, allow, deny and exempt overrides replace the file's
+ *    lists; on failure the configuration must be left cleared;
  * 3. its first lines as addresses for addr_parse() with and without a
  *    prefix length, checked against inet_pton(), printed and parsed back,
  *    masked and matched.
@@ -141,6 +141,13 @@ check_ranges(const struct conf *c)
 		fac |= conf_facility(facility_names[i]) == c->log_facility;
 	check(fac);
 	check(c->reuse_port == 0 || c->reuse_port == 1);
+	check(c->rate_per_source >= 0 && c->rate_per_source <= 1000000);
+	check(c->nexempt >= 0 && c->nexempt <= CONF_MAX_ACL);
+	for (j = 0; j < c->nexempt; j++)
+		check(valid_net(&c->exempt[j]));
+	check(c->timeout_penalty >= 0 && c->timeout_penalty <= 86400);
+	check(c->penalty_max >= 1 && c->penalty_max <= 86400);
+	check(c->defer_accept >= 0 && c->defer_accept <= 3600);
 }
 
 static int
@@ -175,8 +182,13 @@ same_conf(const struct conf *a, const struct conf *b)
 			if (strcmp(a->listen[j], b->listen[j]) != 0)
 				return 0;
 	}
-	if (a->nacl != b->nacl)
+	if (a->nacl != b->nacl || a->nexempt != b->nexempt)
 		return 0;
+	for (j = 0; j < a->nexempt; j++)
+		if (a->exempt[j].family != b->exempt[j].family ||
+		    a->exempt[j].prefixlen != b->exempt[j].prefixlen ||
+		    memcmp(a->exempt[j].addr, b->exempt[j].addr, 16) != 0)
+			return 0;
 	for (j = 0; j < a->nacl; j++)
 		if (a->acl[j].allow != b->acl[j].allow ||
 		    a->acl[j].net.family != b->acl[j].net.family ||
@@ -194,7 +206,11 @@ same_conf(const struct conf *a, const struct conf *b)
 	    a->grace == b->grace && a->crash_penalty == b->crash_penalty &&
 	    printed_sink(a->log) == printed_sink(b->log) &&
 	    a->log_facility == b->log_facility &&
-	    a->reuse_port == b->reuse_port;
+	    a->reuse_port == b->reuse_port &&
+	    a->rate_per_source == b->rate_per_source &&
+	    a->timeout_penalty == b->timeout_penalty &&
+	    a->penalty_max == b->penalty_max &&
+	    a->defer_accept == b->defer_accept;
 }
 
 /* Parse text[0..len) as a configuration file into c. */
@@ -394,7 +410,7 @@ fuzz_overrides(const char *text, char *copy, char **lines, int nlines)
 	struct conf			 c;
 	char				*ov[MAX_OVERRIDES];
 	size_t				 filelen = 0;
-	int				 i, n = 0, first = 0, nlisten, nacl;
+	int				 i, n = 0, first = 0, nlisten, nacl, nexempt;
 
 	for (i = 0; i < nlines; i++)
 		if (strcmp(lines[i], "--") == 0) {
@@ -425,8 +441,10 @@ fuzz_overrides(const char *text, char *copy, char **lines, int nlines)
 		/* The command line replaces the file's lists. */
 		nlisten = count_overrides(ov, n, "listen");
 		nacl = count_overrides(ov, n, "allow");
+		nexempt = count_overrides(ov, n, "exempt");
 		check(nlisten == 0 || c.nlisten == nlisten);
 		check(nacl == 0 || c.nacl == nacl);
+		check(nexempt == 0 || c.nexempt == nexempt);
 		conf_clear(&c);
 	} else
 		check(memcmp(&c, &zero, sizeof(c)) == 0);

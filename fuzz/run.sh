@@ -15,7 +15,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-harnesses=(session conf proxy)
+harnesses=(session conf proxy policy)
 mode=fuzz
 seconds=60
 
@@ -67,6 +67,7 @@ sources() {
 	session) echo "fuzz/fuzz_session.c src/session.c src/clock.c" ;;
 	conf) echo "fuzz/fuzz_conf.c src/conf.c src/addr.c src/log.c src/ratelimit.c" ;;
 	proxy) echo "fuzz/fuzz_proxy.c src/proxy.c" ;;
+	policy) echo "fuzz/fuzz_policy.c src/policy.c src/sources.c src/heap.c src/conf.c src/addr.c src/log.c src/ratelimit.c" ;;
 	esac
 }
 ldflags() {
@@ -74,6 +75,7 @@ ldflags() {
 	session) echo "-Wl,--wrap=recv,--wrap=send" ;;	# cuts session_run's I/O
 	conf) echo "" ;;
 	proxy) echo "" ;;
+	policy) echo "" ;;
 	esac
 }
 

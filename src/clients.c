@@ -338,7 +338,8 @@ penalise(struct server *s, struct child *c, enum penalty_cause why, int secs,
 	    s->conf->penalty_max, now);
 }
 
-/* A child killed by a signal it was not sent: a crash, penalised. */
+/* A child killed by a signal it was not sent: a crash, penalised.  The log
+ * names the whole penalty now in force: penalties add up (penalty-max). */
 static void
 crashed(struct server *s, struct child *c, int sig, int64_t now)
 {
@@ -348,6 +349,9 @@ crashed(struct server *s, struct child *c, int sig, int64_t now)
 	penalise(s, c, PENALTY_CRASH, secs, now);
 	if (!ratelimit_allow(&s->rl_crash, now, "crashes"))
 		return;
+	if (secs > 0 && c->source != 0)
+		secs = (int)((sources_at(&s->src, c->source - 1)->penalty_until -
+		    now + 999) / 1000);
 	if (secs > 0 && c->source != 0)
 		log_warnx("child %ld (client %s) killed by signal SIG%s, refusing "
 		    "%s for %d s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,

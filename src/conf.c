@@ -50,6 +50,8 @@ static int	set_facility(struct conf *, const struct keyword *, const char *,
 		    const char **);
 static int	set_log_clients(struct conf *, const struct keyword *,
 		    const char *, const char **);
+static int	set_exempt(struct conf *, const struct keyword *, const char *,
+		    const char **);
 
 #define OFF(f)	offsetof(struct conf, f)
 static const struct keyword keywords[] = {
@@ -77,6 +79,11 @@ static const struct keyword keywords[] = {
 	{ "reuse-port",		set_yesno,	OFF(reuse_port), 0, 0, 0 },
 	{ "proxy-protocol",	set_yesno,	OFF(proxy_protocol), 0, 0, 0 },
 	{ "proxy-from",		set_proxy_from,	0, 0, 0, 1 },
+	{ "rate-per-source",	set_number,	OFF(rate_per_source), 0, 1000000, 0 },
+	{ "exempt",		set_exempt,	0, 0, 0, 1 },
+	{ "timeout-penalty",	set_number,	OFF(timeout_penalty), 0, 86400, 0 },
+	{ "penalty-max",	set_number,	OFF(penalty_max), 1, 86400, 0 },
+	{ "defer-accept",	set_number,	OFF(defer_accept), 0, 3600, 0 },
 };
 #undef OFF
 
@@ -246,6 +253,21 @@ set_proxy_from(struct conf *c, const struct keyword *k, const char *v,
 	if (addr_parse(v, &c->proxy_from[c->nproxy_from], 1, why) == -1)
 		return -1;
 	c->nproxy_from++;
+	return 0;
+}
+
+/* Add a source exempt from per-source limits and penalties. */
+static int
+set_exempt(struct conf *c, const struct keyword *k, const char *v,
+    const char **why)
+{
+	if (c->nexempt == CONF_MAX_ACL) {
+		*why = "too many exempt addresses at";
+		return -1;
+	}
+	if (addr_parse(v, &c->exempt[c->nexempt], 1, why) == -1)
+		return -1;
+	c->nexempt++;
 	return 0;
 }
 
@@ -475,6 +497,9 @@ override_list(struct conf *c, const char *keyword, int *cleared)
 	} else if (strcmp(keyword, "proxy-from") == 0 && !(*cleared & 4)) {
 		c->nproxy_from = 0;
 		*cleared |= 4;
+	} else if (strcmp(keyword, "exempt") == 0 && !(*cleared & 8)) {
+		c->nexempt = 0;
+		*cleared |= 8;
 	}
 }
 
@@ -619,4 +644,10 @@ conf_print(const struct conf *c)
 	for (j = 0; j < c->nproxy_from; j++)
 		printf("proxy-from %s\n", addr_mask_ntop(&c->proxy_from[j], buf,
 		    sizeof(buf)));
+	printf("rate-per-source %d\n", c->rate_per_source);
+	for (j = 0; j < c->nexempt; j++)
+		printf("exempt %s\n", addr_mask_ntop(&c->exempt[j], buf,
+		    sizeof(buf)));
+	printf("timeout-penalty %d\npenalty-max %d\ndefer-accept %d\n",
+	    c->timeout_penalty, c->penalty_max, c->defer_accept);
 }

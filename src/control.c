@@ -175,6 +175,8 @@ control_reload(struct server *s)
 		s->buf = nbuf;
 	}
 	keep_restart_only(ctx->conf, &new);
+	if (new.defer_accept != ctx->conf->defer_accept)
+		listen_defer(ctx->lfd, ctx->nlfd, new.defer_accept);
 	if (new.log != ctx->conf->log || new.log_facility != ctx->conf->log_facility)
 		log_init(new.log, new.log_facility, 0);
 	conf_clear(ctx->conf);

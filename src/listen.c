@@ -5,6 +5,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -186,6 +187,24 @@ listen_inherited(int *fds, int max)
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
 	return n;
+}
+
+/*
+ * defer-accept: TCP_DEFER_ACCEPT on each listener, its own or systemd's, so
+ * that a connection is queued for accept(2) only once it has sent data (or
+ * after about secs seconds): a client that never speaks costs no child.
+ * 0 turns it off.  A failure is logged and the socket serves as it was.
+ */
+void
+listen_defer(const int *fds, int n, int secs)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		if (fds[i] != -1 && setsockopt(fds[i], IPPROTO_TCP,
+		    TCP_DEFER_ACCEPT, &secs, sizeof(secs)) == -1)
+			log_warn("setsockopt TCP_DEFER_ACCEPT on descriptor %d",
+			    fds[i]);
 }
 
 /* Close n listeners. */

@@ -300,6 +300,8 @@ main(int argc, char *argv[])
 			log_warnx("no address to listen on");
 		exit(1);
 	}
+	if (conf.defer_accept > 0)	/* 0 leaves systemd's DeferAcceptSec= */
+		listen_defer(lfd, nlfd, conf.defer_accept);
 	if (control_check_limits(&conf, nlfd) == -1)
 		exit(1);
 	notify_init();

@@ -108,6 +108,7 @@ struct conf {
 	int		 nexempt;
 	int		 timeout_penalty;
 	int		 penalty_max;
+	int		 defer_accept;	/* TCP_DEFER_ACCEPT seconds; 0: off */
 };
 
 /* Where the configuration comes from, kept so that SIGHUP can read it again. */
@@ -178,6 +179,7 @@ int64_t	 clock_ms(void);
 int	 listen_open(const struct conf *, int *, int);
 int	 listen_inherited(int *, int);
 int	 listen_inherited_count(void);
+void	 listen_defer(const int *, int, int);
 void	 listen_close(int *, int);
 
 /* privdrop.c */

@@ -183,6 +183,47 @@ assert_nothing_left() {
 	check_bad_line 'resolve-cache soon' 'resolve-cache: .*"soon".*'
 }
 
+@test "cli: -n: the abuse keywords take their ranges and nothing beyond" {
+	check_bad_line 'rate-per-source -1' 'rate-per-source: .*"-1".*'
+	check_bad_line 'rate-per-source 1000001' 'rate-per-source: "1000001" is too large'
+	check_bad_line 'timeout-penalty 86401' 'timeout-penalty: "86401" is too large'
+	check_bad_line 'penalty-max 0' 'penalty-max: "0" is too small'
+	check_bad_line 'penalty-max 86401' 'penalty-max: "86401" is too large'
+	check_bad_line 'defer-accept 3601' 'defer-accept: "3601" is too large'
+	check_bad_line 'defer-accept 5s' 'defer-accept: .*"5s".*'
+	check_bad_line 'exempt 192.0.2' 'invalid address "192\.0\.2"'
+	check_bad_line 'exempt 192.0.2.0/33' '.*"192\.0\.2\.0/33".*'
+}
+
+@test "cli: -nv prints the abuse keywords: defaults, both ends of each range, the exempt list" {
+	conf "user $RUN_AS"
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF"
+	assert_success
+	assert_line 'rate-per-source 0'
+	assert_line 'timeout-penalty 0'
+	assert_line 'penalty-max 600'
+	assert_line 'defer-accept 0'
+	refute_line --partial 'exempt '
+	conf "user $RUN_AS" 'rate-per-source 1000000' 'timeout-penalty 86400' \
+	    'penalty-max 1' 'defer-accept 3600' 'exempt 192.0.2.0/24' \
+	    'exempt 2001:db8::/32'
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF"
+	assert_success
+	assert_line 'rate-per-source 1000000'
+	assert_line 'timeout-penalty 86400'
+	assert_line 'penalty-max 1'
+	assert_line 'defer-accept 3600'
+	[ "$(printf '%s\n' "${lines[@]}" | grep '^exempt ')" = \
+	    "$(printf 'exempt 192.0.2.0/24\nexempt 2001:db8::/32')" ] ||
+	    fail "exempt list: $output"
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF" -o penalty-max=86400 \
+	    -o exempt=198.51.100.7
+	assert_success
+	assert_line 'penalty-max 86400'
+	[ "$(printf '%s\n' "${lines[@]}" | grep '^exempt ')" = 'exempt 198.51.100.7/32' ] ||
+	    fail "-o exempt= did not replace the list: $output"
+}
+
 @test "cli: -nv prints resolve-cache 60 by default, right after resolve" {
 	conf "user $RUN_AS"
 	run --separate-stderr "$SRVEXAMPLE" -nv -f "$CONF"
@@ -448,13 +489,15 @@ assert_nothing_left() {
 
 # -- -n -C addr=: the admission dry run, as a decision table -----------------
 
-# decide ADDRESS EXPECTED-LINES...: -n -C addr=ADDRESS with $CONF prints
-# exactly these lines and exits 0.
+# decide ADDRESS EXPECTED-LINES...: -n -C addr=ADDRESS with $CONF (and the
+# options in the array DECIDE_ARGS) prints exactly these lines and exits 0.
+DECIDE_ARGS=()
 decide() {
 	local addr=$1 want
 	shift
 	want=$(printf '%s\n' "$@")
-	run --separate-stderr "$SRVEXAMPLE" -n -f "$CONF" -C "addr=$addr"
+	run --separate-stderr "$SRVEXAMPLE" -n -f "$CONF" "${DECIDE_ARGS[@]}" \
+	    -C "addr=$addr"
 	assert_success
 	assert_equal "$output" "$want"
 }
@@ -482,6 +525,40 @@ decide() {
 	decide 192.0.2.7 'verdict allow' 'rule default' 'source 192.0.2.0/24' \
 	    'exempt no' 'proxy-trusted no'
 	decide 10.1.2.3 'verdict deny' 'rule deny 10.0.0.0/8' 'source 10.1.2.0/24' \
+	    'exempt no' 'proxy-trusted no'
+}
+
+@test "cli: -n -C addr=: exempt sources; allow and deny still apply to them" {
+	conf "user $RUN_AS" 'exempt 192.0.2.0/28' 'exempt 2001:db8::/48' \
+	    'deny 192.0.2.3' 'exempt 198.51.100.1'
+	decide 192.0.2.7 'verdict allow' 'rule default' 'source 192.0.2.7/32' \
+	    'exempt yes' 'proxy-trusted no'
+	decide 192.0.2.3 'verdict deny' 'rule deny 192.0.2.3/32' \
+	    'source 192.0.2.3/32' 'exempt yes' 'proxy-trusted no'
+	decide 192.0.2.16 'verdict allow' 'rule default' 'source 192.0.2.16/32' \
+	    'exempt no' 'proxy-trusted no'
+	decide 2001:db8:0:1::5 'verdict allow' 'rule default' \
+	    'source 2001:db8:0:1::/64' 'exempt yes' 'proxy-trusted no'
+	decide 2001:db8:1::5 'verdict allow' 'rule default' \
+	    'source 2001:db8:1::/64' 'exempt no' 'proxy-trusted no'
+	decide ::ffff:198.51.100.1 'verdict allow' 'rule default' \
+	    'source 198.51.100.1/32' 'exempt yes' 'proxy-trusted no'
+}
+
+@test "cli: -n -C addr=: -o exempt= replaces the file's exempt list" {
+	conf "user $RUN_AS" 'exempt 192.0.2.0/24' 'exempt 203.0.113.5'
+	DECIDE_ARGS=(-o exempt=198.51.100.0/24)
+	decide 192.0.2.7 'verdict allow' 'rule default' 'source 192.0.2.7/32' \
+	    'exempt no' 'proxy-trusted no'
+	decide 203.0.113.5 'verdict allow' 'rule default' 'source 203.0.113.5/32' \
+	    'exempt no' 'proxy-trusted no'
+	decide 198.51.100.9 'verdict allow' 'rule default' \
+	    'source 198.51.100.9/32' 'exempt yes' 'proxy-trusted no'
+	# Several -o exempt= make up the new list together.
+	DECIDE_ARGS=(-o exempt=198.51.100.0/24 -o exempt=203.0.113.5)
+	decide 203.0.113.5 'verdict allow' 'rule default' 'source 203.0.113.5/32' \
+	    'exempt yes' 'proxy-trusted no'
+	decide 192.0.2.7 'verdict allow' 'rule default' 'source 192.0.2.7/32' \
 	    'exempt no' 'proxy-trusted no'
 }
 

@@ -54,10 +54,11 @@ nv_config() {
 }
 
 # Print the keywords srvexample knows, one per line: those -nv prints, with
-# the ones it prints only when set (allow, deny, group, proxy-from) set.
+# the ones it prints only when set (allow, deny, group, proxy-from, exempt)
+# set.
 known_keywords() {
 	nv_config /dev/null -o allow=192.0.2.0/24 -o deny=198.51.100.0/24 \
-	    -o proxy-from=192.0.2.1 \
+	    -o proxy-from=192.0.2.1 -o exempt=192.0.2.2 \
 	    -o group="$(id -gn nobody 2>/dev/null || echo nogroup)" |
 	    awk '{ print $1 }' | sort -u
 }
@@ -228,7 +229,7 @@ lint_page() {
 	for keyword in $known; do
 		case $keyword in
 		# System-dependent defaults and lists: explained in prose.
-		group|pidfile|backlog|allow|deny|proxy-from)
+		group|pidfile|backlog|allow|deny|proxy-from|exempt)
 			grep -qw -- "$keyword" "$conf" && continue ;;
 		*)
 			grep -q -- "^#${keyword}[ 	]" "$conf" && continue ;;
