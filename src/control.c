@@ -194,11 +194,12 @@ stats_line(const struct server *s, char *line, size_t len)
 	for (i = 0; i < REFUSAL_MAX; i++)
 		refused += st->refused[i];
 	snprintf(line, len, "served=%lu active=%u eof=%lu timeouts=%lu "
-	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu",
+	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu "
+	    "queued=%lu",
 	    st->outcome[OUTCOME_OK], s->kids.n, st->outcome[OUTCOME_EOF],
 	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
 	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
-	    st->crashed);
+	    st->crashed, listen_queued(s->ctx->lfd, s->ctx->nlfd));
 }
 
 /*

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -214,4 +215,26 @@ listen_inherited_count(void)
 		return 0;
 	n = strtonum(nfds, 1, 1024, &errstr);
 	return errstr == NULL ? n : 0;
+}
+
+/*
+ * The clients waiting in the accept queues of n listeners right now: for a
+ * listening socket, TCP_INFO's tcpi_unacked is the accept queue's current
+ * length (and tcpi_sacked its limit, the backlog).
+ */
+unsigned long
+listen_queued(const int *fds, int n)
+{
+	struct tcp_info	 ti;
+	socklen_t	 len;
+	unsigned long	 sum = 0;
+	int		 i;
+
+	for (i = 0; i < n; i++) {
+		len = sizeof(ti);
+		if (fds[i] != -1 && getsockopt(fds[i], IPPROTO_TCP, TCP_INFO,
+		    &ti, &len) == 0)
+			sum += ti.tcpi_unacked;
+	}
+	return sum;
 }

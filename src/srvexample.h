@@ -169,6 +169,7 @@ int	 listen_open(const struct conf *, int *, int);
 int	 listen_inherited(int *, int);
 int	 listen_inherited_count(void);
 void	 listen_close(int *, int);
+unsigned long listen_queued(const int *, int);
 
 /* privdrop.c */
 struct privdrop {
