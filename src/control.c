@@ -73,6 +73,9 @@ keep_restart_only(struct conf *old, struct conf *new)
 		{ "group", !same_str(old->group, new->group) },
 		{ "chroot", !same_str(old->chroot, new->chroot) },
 		{ "pidfile", !same_str(old->pidfile, new->pidfile) },
+		{ "agent-port", old->agent_port != new->agent_port },
+		{ "metrics-file", !same_str(old->metrics_file,
+		    new->metrics_file) },
 	};
 	size_t		 i;
 
@@ -93,6 +96,8 @@ keep_restart_only(struct conf *old, struct conf *new)
 	swap_str(&old->group, &new->group);
 	swap_str(&old->chroot, &new->chroot);
 	swap_str(&old->pidfile, &new->pidfile);
+	new->agent_port = old->agent_port;
+	swap_str(&old->metrics_file, &new->metrics_file);
 }
 
 /* The monotonic clock in microseconds, for MONOTONIC_USEC. */

@@ -101,6 +101,10 @@ struct conf {
 	int		 nexempt;
 	int		 timeout_penalty;
 	int		 penalty_max;
+	int		 shutdown_delay;	/* seconds serving after SIGTERM */
+	int		 agent_port;	/* HAProxy's agent check; 0: none */
+	char		*metrics_file;	/* NULL: none */
+	int		 metrics_interval;	/* seconds */
 };
 
 /* Where the configuration comes from, kept so that SIGHUP can read it again. */

@@ -63,3 +63,63 @@ last_status() {
 	wait_until 'daemon_stats | grep -q " active=0 .* queued=0$"' 5
 	[ "$(stats_value served)" -eq 4 ]
 }
+
+# nv LINE...: -nv on a file of these lines (and user nobody); sets output.
+nv() {
+	printf '%s\n' 'user nobody' "$@" >"$BATS_TEST_TMPDIR/ops.conf"
+	run --separate-stderr "$SRVEXAMPLE" -nv -f "$BATS_TEST_TMPDIR/ops.conf"
+}
+
+# bad LINE REGEX: -n rejects LINE (on line 2) with FILE:2: and REGEX.
+bad() {
+	nv "$1"
+	[ "$status" -eq 1 ] || fail "'$1': exit $status, expected 1; $stderr"
+	assert_stderr "^srvexample: $BATS_TEST_TMPDIR/ops\\.conf:2: $2\$"
+}
+
+@test "keywords: -nv prints shutdown-delay, agent-port, metrics-file and metrics-interval with their defaults" {
+	nv
+	assert_success
+	assert_line 'shutdown-delay 0'
+	assert_line 'agent-port 0'
+	assert_line 'metrics-file none'
+	assert_line 'metrics-interval 15'
+	nv 'shutdown-delay 3600' 'agent-port 65535' \
+	    'metrics-file /var/lib/prometheus/node-exporter/srvexample.prom' \
+	    'metrics-interval 86400'
+	assert_success
+	assert_line 'shutdown-delay 3600'
+	assert_line 'agent-port 65535'
+	assert_line 'metrics-file /var/lib/prometheus/node-exporter/srvexample.prom'
+	assert_line 'metrics-interval 86400'
+	nv 'metrics-file /x.prom' 'metrics-file none'
+	assert_success
+	assert_line 'metrics-file none'
+}
+
+@test "keywords: out-of-range and bad values are errors naming them" {
+	bad 'shutdown-delay 3601' 'shutdown-delay: "3601" is too large'
+	bad 'shutdown-delay -1' 'shutdown-delay: .*"-1".*'
+	bad 'agent-port 65536' 'agent-port: "65536" is too large'
+	bad 'metrics-interval 0' 'metrics-interval: "0" is too small'
+	bad 'metrics-interval 86401' 'metrics-interval: "86401" is too large'
+	bad 'metrics-file srvexample.prom' '.*absolute.*"srvexample\.prom"'
+	# The agent needs a port of its own.
+	nv 'port 4000' 'agent-port 4000'
+	[ "$status" -eq 1 ] || fail "agent-port = port accepted: $output"
+	assert_stderr 'agent-port 4000 is the port clients use'
+}
+
+@test "keywords: agent-port and metrics-file need a restart; shutdown-delay and metrics-interval do not" {
+	printf '%s\n' 'agent-port 0' 'metrics-file none' >"$BATS_TEST_TMPDIR/srvexample.conf"
+	start_daemon -o resolve=no
+	printf '%s\n' "agent-port $(free_port)" "metrics-file $BATS_TEST_TMPDIR/m.prom" \
+	    'shutdown-delay 5' 'metrics-interval 60' >"$BATS_TEST_TMPDIR/srvexample.conf"
+	signal_daemon HUP
+	wait_for_log '^configuration reloaded'
+	[ "$(log_count '^agent-port changed: takes effect after a restart')" -eq 1 ]
+	[ "$(log_count '^metrics-file changed: takes effect after a restart')" -eq 1 ]
+	[ "$(log_count '^(shutdown-delay|metrics-interval) changed')" -eq 0 ]
+	[ ! -e "$BATS_TEST_TMPDIR/m.prom" ]
+	assert_serves
+}
