@@ -188,6 +188,7 @@ struct server {
 	int64_t			 status_at;	/* STATUS= last sent */
 	unsigned long		 status_changes;
 	struct ratelimit	 rl_accept, rl_fork, rl_refused, rl_crash;
+	int64_t			 metrics_at;	/* next metrics-file write */
 	struct lingers		*lingers;
 };
 
@@ -219,6 +220,12 @@ void	 control_reload(struct server *);
 void	 control_stats(struct server *);
 void	 control_status(struct server *, int64_t);
 int	 control_check_limits(const struct conf *, int);
+
+/* metrics.c */
+int	 metrics_open(const struct conf *);
+int	 metrics_dirfd(void);
+int	 metrics_open_flags(void);
+void	 metrics_write(const struct server *, int64_t);
 
 /* namecache.c */
 int	 namecache_open(void);

@@ -188,6 +188,14 @@ shutdown_step(struct server *s, int64_t now)
 	s->stop_deadline = now + KILL_AFTER_MS;
 }
 
+/* Write the metrics file and set the time of the next write. */
+static void
+write_metrics(struct server *s, int64_t now)
+{
+	metrics_write(s, now);
+	s->metrics_at = now + s->conf->metrics_interval * 1000LL;
+}
+
 /* Take and act on every pending signal: children's exits first, so that
  * counts are exact, then the operator's. */
 static void
@@ -213,8 +221,11 @@ handle_signals(struct server *s, int64_t now)
 		control_reload(s);
 		namecache_clear(&s->kids);
 	}
-	if (usr1)
+	if (usr1) {
 		control_stats(s);
+		if (s->conf->metrics_file != NULL)
+			write_metrics(s, now);
+	}
 	if (stop)
 		begin_shutdown(s, stop, now);
 }
@@ -236,6 +247,8 @@ wait_timeout(const struct server *s, int64_t now)
 		NEARER(s->stop_deadline);
 	if (s->st.changes != s->status_changes)
 		NEARER(s->status_at + STATUS_EVERY_MS);
+	if (s->conf->metrics_file != NULL)
+		NEARER(s->metrics_at);
 #undef NEARER
 	if (t == -1)
 		return -1;
@@ -308,6 +321,8 @@ server_pass(struct server *s)
 	linger_expire(s->lingers, now);
 	clients_overdue(s, now);
 	control_status(s, now);
+	if (s->conf->metrics_file != NULL && now >= s->metrics_at)
+		write_metrics(s, now);
 	if (s->stopping)
 		shutdown_step(s, now);
 }
@@ -354,6 +369,8 @@ server_run(struct server_ctx *ctx)
 	}
 	if (namecache_open() == -1 || events_setup(&s) == -1)
 		return -1;
+	if (s.conf->metrics_file != NULL)
+		write_metrics(&s, clock_ms());	/* every series, from the start */
 	while (!s.stopping || s.kids.n > 0)
 		server_pass(&s);
 	linger_close_all(s.lingers);

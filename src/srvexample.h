@@ -200,7 +200,7 @@ void	 notify_send(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	 notify_fd(void);
 
 /* sandbox.c */
-int	 sandbox_parent(int);
+int	 sandbox_parent(int, int, int);
 int	 sandbox_enter(void);
 int	 sandbox_active(void);
 int	 sandbox_under_valgrind(void);
