@@ -223,7 +223,7 @@ control_stats(struct server *s)
 	    r[REFUSAL_MAX_PER_SOURCE], r[REFUSAL_RATE], r[REFUSAL_CRASH_PENALTY],
 	    r[REFUSAL_TIMEOUT_PENALTY], r[REFUSAL_PROXY], r[REFUSAL_BUSY]);
 	log_info("stats: %s", line);
-	notify_send("STATUS=%s", line);
+	notify_send("STATUS=%s", s->draining ? "draining" : line);
 	s->status_changes = s->st.changes;
 }
 
@@ -237,8 +237,8 @@ control_status(struct server *s, int64_t now)
 	char	 line[512];
 
 	if (s->st.changes == s->status_changes ||
-	    now < s->status_at + 1000 || notify_fd() == -1) {
-		if (notify_fd() == -1)
+	    now < s->status_at + 1000 || notify_fd() == -1 || s->draining) {
+		if (notify_fd() == -1 || s->draining)
 			s->status_changes = s->st.changes;
 		return;
 	}

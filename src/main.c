@@ -300,7 +300,7 @@ main(int argc, char *argv[])
 			log_warnx("no address to listen on");
 		exit(1);
 	}
-	if (control_check_limits(&conf, nlfd) == -1)
+	if (control_check_limits(&conf, nlfd) == -1 || agent_open(&conf) == -1)
 		exit(1);
 	notify_init();
 	if (!o.foreground && conf.pidfile != NULL &&

@@ -172,6 +172,7 @@ int64_t	 clock_ms(void);
 int	 listen_open(const struct conf *, int *, int);
 int	 listen_inherited(int *, int);
 int	 listen_inherited_count(void);
+int	 listen_inherited_agent(int *, int);
 void	 listen_close(int *, int);
 unsigned long listen_queued(const int *, int);
 

@@ -114,7 +114,7 @@ bad() {
 	printf '%s\n' 'agent-port 0' 'metrics-file none' >"$BATS_TEST_TMPDIR/srvexample.conf"
 	start_daemon -o resolve=no
 	printf '%s\n' "agent-port $(free_port)" "metrics-file $BATS_TEST_TMPDIR/m.prom" \
-	    'shutdown-delay 5' 'metrics-interval 60' >"$BATS_TEST_TMPDIR/srvexample.conf"
+	    'shutdown-delay 1' 'metrics-interval 60' >"$BATS_TEST_TMPDIR/srvexample.conf"
 	signal_daemon HUP
 	wait_for_log '^configuration reloaded'
 	[ "$(log_count '^agent-port changed: takes effect after a restart')" -eq 1 ]
@@ -239,4 +239,201 @@ with urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2])
 	grep -qx 'srvexample_clients_total{outcome="eof"} 0' "$BATS_TEST_TMPDIR/scrape"
 	grep -qx 'srvexample_max_children 256' "$BATS_TEST_TMPDIR/scrape"
 	grep -qx '# TYPE srvexample_refused_total counter' "$BATS_TEST_TMPDIR/scrape"
+}
+
+@test "shutdown-delay: after SIGTERM new clients are still served, STATUS=draining; a second SIGTERM stops at once" {
+	notify_listen "$BATS_TEST_TMPDIR/notify.sock"
+	DAEMON_PREFIX=(env "NOTIFY_SOCKET=$BATS_TEST_TMPDIR/notify.sock")
+	start_daemon -o resolve=no -o max-per-source=0 -o shutdown-delay=3600
+	signal_daemon TERM
+	wait_for_log '^received SIGTERM, draining for 3600 s before shutting down$'
+	wait_until '[ "$(last_status)" = draining ]' 5
+	# Accepting goes on: new clients, one after the other, each served.
+	client --repeat 5 --expect 'You said:x\n' 'x\n'
+	wait_until "[ \$(log_count 'outcome=ok') -eq 5 ]" 5
+	pid_alive "$DAEMON_PID"
+	# The counters on SIGUSR1 do not hide the draining status.
+	daemon_stats >/dev/null
+	[ "$(log_count ', shutting down$')" -eq 0 ]
+	[ "$(last_status)" = draining ]
+	# The second SIGTERM ends the delay (3600 s) at once.
+	signal_daemon TERM
+	wait_daemon_exit 10
+	[ "$DAEMON_STATUS" -eq 0 ]
+	[ "$(log_count '^received SIGTERM again, shutting down$')" -eq 1 ]
+	[ "$(log_count '^exiting$')" -eq 1 ]
+}
+
+@test "shutdown-delay: at its end the listeners close and the stop goes on with grace" {
+	start_daemon -o resolve=no -o shutdown-delay=1 -o grace=3600
+	hold a 'a\n'
+	signal_daemon TERM
+	wait_for_log '^received SIGTERM, draining for 1 s'
+	wait_for_log '^shutdown-delay over, shutting down$' 10
+	# Listeners closed: a new client is refused by the kernel.
+	local st=0
+	client --timeout 2 'x\n' >/dev/null 2>&1 || st=$?
+	[ "$st" -eq 5 ] || fail "a new client after the delay: status $st"
+	# The held client, accepted before, still finishes within grace.
+	release a
+	wait_daemon_exit 10
+	[ "$DAEMON_STATUS" -eq 0 ]
+	grep -q 'You said:a' "${H_OUT[a]}"
+}
+
+@test "shutdown-delay 0: SIGTERM stops at once, as before" {
+	start_daemon -o resolve=no
+	signal_daemon TERM
+	wait_daemon_exit 10
+	[ "$(log_count 'draining')" -eq 0 ]
+	[ "$(log_count '^received SIGTERM, shutting down$')" -eq 1 ]
+}
+
+# agent_line: connect to the agent port and print what it answers.
+agent_line() {
+	"$PYTHON" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+data = b""
+while True:
+    b = s.recv(100)
+    if not b:
+        break
+    data += b
+sys.stdout.write(data.decode())' "$APORT"
+}
+
+@test "agent: up N% follows the free share of max-children, drain during shutdown-delay; no child, no log record" {
+	APORT=$(free_port)
+	start_daemon -o resolve=no -o max-per-source=0 -o max-children=4 \
+	    -o "agent-port=$APORT" -o shutdown-delay=3600
+	wait_for_log "^agent-port $APORT: answering HAProxy's agent check$"
+	[ "$(agent_line)" = 'up 100%' ]
+	hold a 'a\n'
+	wait_until '[ "$(nchildren)" -eq 1 ]' 5
+	[ "$(agent_line)" = 'up 75%' ]
+	hold b 'b\n'
+	hold c 'c\n'
+	hold d 'd\n'
+	wait_until '[ "$(nchildren)" -eq 4 ]' 5
+	# Full: at least 1%, so that the server keeps a little weight.
+	[ "$(agent_line)" = 'up 1%' ]
+	[ "$(nchildren)" -eq 4 ]
+	release a
+	release b
+	wait_until '[ "$(agent_line)" = "up 50%" ]' 5
+	release c
+	release d
+	# 100 agent checks: never a child, never a client line in the log.
+	local i
+	for i in $(seq 100); do
+		[ "$(agent_line)" = 'up 100%' ] || fail "check $i: $(agent_line)"
+	done
+	[ "$(log_count '^Connection from')" -eq 4 ]
+	[ "$(log_count '^end client=')" -eq 4 ]
+	wait_until 'daemon_stats | grep -q " served=4 active=0 "' 5
+	signal_daemon TERM
+	wait_for_log '^received SIGTERM, draining'
+	[ "$(agent_line)" = drain ]
+	assert_serves
+	signal_daemon TERM
+	wait_daemon_exit 10
+}
+
+@test "agent: a flood of agent connections is bounded and the daemon goes on serving" {
+	APORT=$(free_port)
+	start_daemon -o resolve=no -o "agent-port=$APORT"
+	local base fds
+	base=$(find "/proc/$DAEMON_PID/fd" -mindepth 1 | wc -l)
+	# 300 connections that never read nor close, at once: the parent holds
+	# at most its lingering slots and closes the rest without an answer.
+	"$PYTHON" -c '
+import socket, sys, time
+socks = []
+for i in range(300):
+    try:
+        socks.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2))
+    except OSError:
+        pass
+open(sys.argv[2], "w").write("%d\n" % len(socks))
+time.sleep(60)' "$APORT" "$BATS_TEST_TMPDIR/flood" 3>&- &
+	local flood=$!
+	track_pid "$flood"
+	wait_until "[ -s '$BATS_TEST_TMPDIR/flood' ]" 20
+	fds=$(find "/proc/$DAEMON_PID/fd" -mindepth 1 | wc -l)
+	echo "descriptors: $base before, $fds with $(cat "$BATS_TEST_TMPDIR/flood") agent connections"
+	(( fds <= base + 128 )) || fail "the parent holds $fds descriptors"
+	assert_serves
+	wait_until '[ "$(agent_line)" = "up 100%" ]' 5
+	[ "$(log_count '^Connection from')" -eq 1 ]
+	kill "$flood"
+}
+
+# haproxy_agent: HAProxy in front of the daemon with the agent check on
+# APORT every 200 ms, and an admin stats socket; sets HPORT, HSOCK.
+haproxy_agent() {
+	local cfg=$BATS_TEST_TMPDIR/haproxy.cfg haproxy=${HAPROXY:-/usr/sbin/haproxy}
+	[ -x "$haproxy" ] || skip "haproxy is not installed ($haproxy)"
+	need socat
+	HPORT=$(free_port)
+	HSOCK=$BATS_TEST_TMPDIR/haproxy.sock
+	cat >"$cfg" <<-EOF
+	global
+	    maxconn 64
+	    stats socket $HSOCK mode 600 level admin
+	defaults
+	    mode tcp
+	    timeout connect 5s
+	    timeout client 10s
+	    timeout server 10s
+	frontend fe
+	    bind 127.0.0.1:$HPORT
+	    default_backend be
+	backend be
+	    server s1 127.0.0.1:$PORT weight 100 agent-check agent-port $APORT agent-inter 200ms
+	EOF
+	"$haproxy" -db -f "$cfg" </dev/null >"$BATS_TEST_TMPDIR/haproxy.log" 2>&1 3>&- &
+	track_pid $!
+	wait_until "[ -S '$HSOCK' ]" 10 || fail "haproxy did not start: $(cat "$BATS_TEST_TMPDIR/haproxy.log")"
+}
+
+# server_stat FIELD: FIELD of server s1 in HAProxy's `show stat` (CSV).
+server_stat() {
+	echo 'show stat' | socat - "UNIX-CONNECT:$HSOCK" |
+	    awk -F, -v f="$1" 'NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) c[$i] = i; next }
+		$1 == "be" && $2 == "s1" { print $c[f] }'
+}
+
+@test "agent: HAProxy's agent-check sets the weight from the load and drains the server during shutdown-delay" {
+	APORT=$(free_port)
+	start_daemon -o resolve=no -o max-per-source=0 -o max-children=4 \
+	    -o "agent-port=$APORT" -o shutdown-delay=3600
+	haproxy_agent
+	wait_until '[ "$(server_stat weight)" = 100 ]' 10 ||
+	    fail "weight $(server_stat weight), status $(server_stat status)"
+	# Two of four children busy (clients straight to the daemon): 50%.
+	hold a 'a\n'
+	hold b 'b\n'
+	wait_until '[ "$(server_stat weight)" = 50 ]' 10 ||
+	    fail "weight $(server_stat weight) with 2 of 4 busy"
+	hold c 'c\n'
+	wait_until '[ "$(server_stat weight)" = 25 ]' 10 ||
+	    fail "weight $(server_stat weight) with 3 of 4 busy"
+	release a
+	release b
+	release c
+	wait_until '[ "$(server_stat weight)" = 100 ]' 10
+	# Through HAProxy a client is served.
+	client --port "$HPORT" --timeout 5 --expect 'You said:via haproxy\n' 'via haproxy\n'
+	# SIGTERM: the agent says drain, HAProxy shows the server DRAIN, and
+	# the daemon still serves what comes (here, straight to it).
+	signal_daemon TERM
+	wait_until '[ "$(server_stat status)" = DRAIN ]' 10 ||
+	    fail "status $(server_stat status), weight $(server_stat weight)"
+	[ "$(server_stat weight)" = 0 ]
+	assert_serves
+	# Agent checks never show up as clients.
+	[ "$(log_count '^Connection from')" -eq 5 ]
+	signal_daemon TERM
+	wait_daemon_exit 10
 }
