@@ -437,3 +437,22 @@ server_stat() {
 	signal_daemon TERM
 	wait_daemon_exit 10
 }
+
+@test "agent: with socket activation the socket named agent in LISTEN_FDNAMES is the agent's" {
+	need systemd-socket-activate
+	local log=$BATS_TEST_TMPDIR/activated.log
+	local -a u
+	mapfile -t u < <(user_args)
+	PORT=$(free_port)
+	APORT=$(free_port)
+	systemd-socket-activate -l "127.0.0.1:$PORT" -l "127.0.0.1:$APORT" \
+	    --fdname=main:agent "$SRVEXAMPLE" -d -f /dev/null "${u[@]}" \
+	    -o resolve=no -o max-children=4 </dev/null >"$log" 2>&1 3>&- &
+	track_pid $!
+	wait_until "[ \"\$(agent_line 2>/dev/null)\" = 'up 100%' ]" 10 ||
+	    fail "no agent answer: $(cat "$log")"
+	client --expect 'You said:x\n' 'x\n'
+	# Agent connections are not clients; the listener is not the agent.
+	[ "$(grep -c '^Connection from' "$log")" -eq 1 ]
+	grep -q "^listening on 127.0.0.1 port $APORT (socket activation)$" "$log"
+}
