@@ -84,6 +84,10 @@ static const struct keyword keywords[] = {
 	{ "timeout-penalty",	set_number,	OFF(timeout_penalty), 0, 86400, 0 },
 	{ "penalty-max",	set_number,	OFF(penalty_max), 1, 86400, 0 },
 	{ "defer-accept",	set_number,	OFF(defer_accept), 0, 3600, 0 },
+	{ "shutdown-delay",	set_number,	OFF(shutdown_delay), 0, 3600, 0 },
+	{ "agent-port",		set_number,	OFF(agent_port), 0, 65535, 0 },
+	{ "metrics-file",	set_string,	OFF(metrics_file), 0, 0, 0 },
+	{ "metrics-interval",	set_number,	OFF(metrics_interval), 1, 86400, 0 },
 };
 #undef OFF
 
@@ -119,6 +123,7 @@ conf_init(struct conf *c)
 	c->crash_penalty = 60;
 	c->log = LOG_SINK_DEFAULT;
 	c->log_facility = LOG_DAEMON;
+	c->metrics_interval = 15;
 	if (c->user == NULL || c->pidfile == NULL)
 		fatal("strdup");
 }
@@ -135,6 +140,7 @@ conf_clear(struct conf *c)
 	free(c->group);
 	free(c->chroot);
 	free(c->pidfile);
+	free(c->metrics_file);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -526,6 +532,18 @@ conf_apply_overrides(const struct conf_source *src, struct conf *c)
 	return rv;
 }
 
+/* The keywords that run the daemon at scale, checked against the others. */
+static int
+conf_check_ops(const struct conf_source *src, const struct conf *c)
+{
+	if (c->agent_port != 0 && c->agent_port == c->port) {
+		log_warnx("%s: agent-port %d is the port clients use", src->path,
+		    c->agent_port);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Load the whole configuration: defaults, then the file, then the command
  * line.  On error c is left cleared and -1 returned; every error is logged.
@@ -551,6 +569,8 @@ conf_load(const struct conf_source *src, struct conf *c)
 		    "address", src->path);
 		rv = -1;
 	}
+	if (rv == 0 && conf_check_ops(src, c) == -1)
+		rv = -1;
 	if (rv == -1)
 		conf_clear(c);
 	return rv;
@@ -605,6 +625,17 @@ conf_exempt(const struct conf *c, const struct addrmask *host)
 	return in_list(c->exempt, c->nexempt, host);
 }
 
+/* Print the keywords that run the daemon at scale (-nv). */
+static void
+conf_print_ops(const struct conf *c)
+{
+	printf("shutdown-delay %d\nagent-port %d\n", c->shutdown_delay,
+	    c->agent_port);
+	printf("metrics-file %s\n", c->metrics_file != NULL ? c->metrics_file :
+	    "none");
+	printf("metrics-interval %d\n", c->metrics_interval);
+}
+
 /* Print the effective configuration, one "keyword value" per line (-nv). */
 void
 conf_print(const struct conf *c)
@@ -650,4 +681,5 @@ conf_print(const struct conf *c)
 		    sizeof(buf)));
 	printf("timeout-penalty %d\npenalty-max %d\ndefer-accept %d\n",
 	    c->timeout_penalty, c->penalty_max, c->defer_accept);
+	conf_print_ops(c);
 }

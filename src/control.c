@@ -73,6 +73,9 @@ keep_restart_only(struct conf *old, struct conf *new)
 		{ "group", !same_str(old->group, new->group) },
 		{ "chroot", !same_str(old->chroot, new->chroot) },
 		{ "pidfile", !same_str(old->pidfile, new->pidfile) },
+		{ "agent-port", old->agent_port != new->agent_port },
+		{ "metrics-file", !same_str(old->metrics_file,
+		    new->metrics_file) },
 	};
 	size_t		 i;
 
@@ -93,6 +96,8 @@ keep_restart_only(struct conf *old, struct conf *new)
 	swap_str(&old->group, &new->group);
 	swap_str(&old->chroot, &new->chroot);
 	swap_str(&old->pidfile, &new->pidfile);
+	new->agent_port = old->agent_port;
+	swap_str(&old->metrics_file, &new->metrics_file);
 }
 
 /* The monotonic clock in microseconds, for MONOTONIC_USEC. */
@@ -196,11 +201,12 @@ stats_line(const struct server *s, char *line, size_t len)
 	for (i = 0; i < REFUSAL_MAX; i++)
 		refused += st->refused[i];
 	snprintf(line, len, "served=%lu active=%u eof=%lu timeouts=%lu "
-	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu",
+	    "too-long=%lu errors=%lu refused=%lu denied=%lu crashed=%lu "
+	    "queued=%lu",
 	    st->outcome[OUTCOME_OK], s->kids.n, st->outcome[OUTCOME_EOF],
 	    st->outcome[OUTCOME_TIMEOUT], st->outcome[OUTCOME_TOO_LONG],
 	    st->outcome[OUTCOME_ERROR], refused, st->outcome[OUTCOME_DENIED],
-	    st->crashed);
+	    st->crashed, listen_queued(s->ctx->lfd, s->ctx->nlfd));
 }
 
 /*
@@ -219,7 +225,7 @@ control_stats(struct server *s)
 	    r[REFUSAL_MAX_PER_SOURCE], r[REFUSAL_RATE], r[REFUSAL_CRASH_PENALTY],
 	    r[REFUSAL_TIMEOUT_PENALTY], r[REFUSAL_PROXY], r[REFUSAL_BUSY]);
 	log_info("stats: %s", line);
-	notify_send("STATUS=%s", line);
+	notify_send("STATUS=%s", s->draining ? "draining" : line);
 	s->status_changes = s->st.changes;
 }
 
@@ -233,8 +239,8 @@ control_status(struct server *s, int64_t now)
 	char	 line[512];
 
 	if (s->st.changes == s->status_changes ||
-	    now < s->status_at + 1000 || notify_fd() == -1) {
-		if (notify_fd() == -1)
+	    now < s->status_at + 1000 || notify_fd() == -1 || s->draining) {
+		if (notify_fd() == -1 || s->draining)
 			s->status_changes = s->st.changes;
 		return;
 	}

@@ -31,7 +31,7 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 		log_warnx("-i: proxy-protocol is not supported with -i");
 		return -1;
 	}
-	if (privdrop_apply(pd, c->chroot) == -1 || sandbox_parent(-1) == -1)
+	if (privdrop_apply(pd, c->chroot) == -1 || sandbox_parent(-1, -1, 0) == -1)
 		return -1;
 	addr_from_sockaddr(&ss, &host);
 	if (c->nacl > 0 && !conf_acl_allows(c, &host, NULL)) {

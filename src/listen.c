@@ -18,6 +18,7 @@
 #include "srvexample.h"
 
 #define SD_LISTEN_FDS_START	3
+#define SD_AGENT_MAX		8
 
 /* One clear message for a failed bind, with a hint for the usual causes. */
 static void
@@ -156,16 +157,41 @@ inherited_ok(int fd)
 	return 0;
 }
 
+/* The agent's sockets systemd passed, kept apart by listen_inherited(). */
+static int	 agent_inherited[SD_AGENT_MAX];
+static int	 agent_ninherited;
+
+/*
+ * Is the i-th of the names in LISTEN_FDNAMES (colon-separated, as
+ * sd_listen_fds_with_names(3) reads them) "agent"?
+ */
+static int
+named_agent(const char *names, int i)
+{
+	const char	*p = names, *end;
+
+	if (p == NULL)
+		return 0;
+	while (i-- > 0)
+		if ((p = strchr(p, ':')) == NULL)
+			return 0;
+		else
+			p++;
+	end = strchrnul(p, ':');
+	return end - p == 5 && strncmp(p, "agent", 5) == 0;
+}
+
 /*
  * Take the sockets systemd passed, if LISTEN_PID is us.  Returns how many (0:
- * not socket-activated), or -1 on a bad handover.  The variables are removed
- * so that children do not see them.
+ * not socket-activated), or -1 on a bad handover.  A socket named "agent"
+ * in LISTEN_FDNAMES is HAProxy's agent's (listen_inherited_agent), not a
+ * listener.  The variables are removed so that children do not see them.
  */
 int
 listen_inherited(int *fds, int max)
 {
-	const char	*pid, *nfds, *errstr;
-	int		 n, i;
+	const char	*pid, *nfds, *errstr, *names;
+	int		 n, i, k = 0;
 
 	pid = getenv("LISTEN_PID");
 	nfds = getenv("LISTEN_FDS");
@@ -178,15 +204,35 @@ listen_inherited(int *fds, int max)
 		log_warnx("socket activation: LISTEN_FDS=%.16s is %s", nfds, errstr);
 		return -1;
 	}
+	names = getenv("LISTEN_FDNAMES");
 	for (i = 0; i < n; i++) {
 		if (inherited_ok(SD_LISTEN_FDS_START + i) == -1)
 			return -1;
-		fds[i] = SD_LISTEN_FDS_START + i;
+		if (named_agent(names, i) && agent_ninherited < SD_AGENT_MAX)
+			agent_inherited[agent_ninherited++] =
+			    SD_LISTEN_FDS_START + i;
+		else
+			fds[k++] = SD_LISTEN_FDS_START + i;
 	}
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	return n;
+	if (k == 0) {
+		log_warnx("socket activation: no socket but the agent's");
+		return -1;
+	}
+	return k;
+}
+
+/* The agent's sockets listen_inherited() took, into fds (room for max). */
+int
+listen_inherited_agent(int *fds, int max)
+{
+	int	 i;
+
+	for (i = 0; i < agent_ninherited && i < max; i++)
+		fds[i] = agent_inherited[i];
+	return i;
 }
 
 /*
@@ -233,4 +279,26 @@ listen_inherited_count(void)
 		return 0;
 	n = strtonum(nfds, 1, 1024, &errstr);
 	return errstr == NULL ? n : 0;
+}
+
+/*
+ * The clients waiting in the accept queues of n listeners right now: for a
+ * listening socket, TCP_INFO's tcpi_unacked is the accept queue's current
+ * length (and tcpi_sacked its limit, the backlog).
+ */
+unsigned long
+listen_queued(const int *fds, int n)
+{
+	struct tcp_info	 ti;
+	socklen_t	 len;
+	unsigned long	 sum = 0;
+	int		 i;
+
+	for (i = 0; i < n; i++) {
+		len = sizeof(ti);
+		if (fds[i] != -1 && getsockopt(fds[i], IPPROTO_TCP, TCP_INFO,
+		    &ti, &len) == 0)
+			sum += ti.tcpi_unacked;
+	}
+	return sum;
 }

@@ -302,18 +302,21 @@ main(int argc, char *argv[])
 	}
 	if (conf.defer_accept > 0)	/* 0 leaves systemd's DeferAcceptSec= */
 		listen_defer(lfd, nlfd, conf.defer_accept);
-	if (control_check_limits(&conf, nlfd) == -1)
+	if (control_check_limits(&conf, nlfd) == -1 || agent_open(&conf) == -1)
 		exit(1);
 	notify_init();
 	if (!o.foreground && conf.pidfile != NULL &&
 	    (pf = daemon_pidfile_open(conf.pidfile, &pd)) == NULL)
+		exit(1);
+	if (metrics_open(&conf) == -1)
 		exit(1);
 	if (privdrop_apply(&pd, conf.chroot) == -1)
 		exit(1);
 	if (!o.foreground)
 		daemon_detach(pf);
 	title_parent(lfd, nlfd);
-	if (sandbox_parent(daemon_pidfile_dirfd(pf)) == -1)
+	if (sandbox_parent(daemon_pidfile_dirfd(pf), metrics_dirfd(),
+	    metrics_open_flags()) == -1)
 		exit(1);
 #ifdef HAVE_MALLOC_TRIM
 	/* What setup freed (user lookup, filter compilation) leaves the parent:

@@ -184,10 +184,13 @@ struct server {
 	int			 pause_ms;
 	int			 stopping;
 	int64_t			 stop_deadline;
+	int			 draining;	/* in shutdown-delay */
+	int64_t			 drain_until;
 	int			 terminated;	/* SIGTERM sent to children */
 	int64_t			 status_at;	/* STATUS= last sent */
 	unsigned long		 status_changes;
 	struct ratelimit	 rl_accept, rl_fork, rl_refused, rl_crash;
+	int64_t			 metrics_at;	/* next metrics-file write */
 	struct lingers		*lingers;
 };
 
@@ -198,8 +201,18 @@ struct server {
 #define EV_CTL		(4ULL << 32)
 #define EV_LINGER	(5ULL << 32)
 #define EV_NAMES	(6ULL << 32)
+#define EV_AGENT	(7ULL << 32)
 #define EV_TAG(d)	((d) & ~0xffffffffULL)
 #define EV_INDEX(d)	((uint32_t)(d))
+
+/* agent.c */
+int	 agent_open(const struct conf *);
+int	 agent_count(void);
+int	 agent_fd_at(int);
+void	 agent_close(void);
+void	 agent_ready(struct server *, uint32_t, int64_t);
+void	 agent_resume(struct server *, int64_t);
+int64_t	 agent_pause_end(void);
 
 /* clients.c */
 void	 clients_accepted(struct server *, int, struct sockaddr_storage *,
@@ -219,6 +232,12 @@ void	 control_reload(struct server *);
 void	 control_stats(struct server *);
 void	 control_status(struct server *, int64_t);
 int	 control_check_limits(const struct conf *, int);
+
+/* metrics.c */
+int	 metrics_open(const struct conf *);
+int	 metrics_dirfd(void);
+int	 metrics_open_flags(void);
+void	 metrics_write(const struct server *, int64_t);
 
 /* namecache.c */
 int	 namecache_open(void);

@@ -98,9 +98,35 @@ static const int families[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
 
 /* Open flags that write or create. */
 #define OPEN_WRITING	(O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)
+/* The open flags compared for the metrics file: what decides what is opened
+ * (O_LARGEFILE, which some C libraries add, is left out). */
+#define OPEN_CHECKED	(OPEN_WRITING | O_EXCL | O_NOFOLLOW | O_DIRECTORY | \
+	O_TMPFILE | O_PATH | O_CLOEXEC)
 
 #define RULE(ctx, call, ...) \
 	(seccomp_rule_add((ctx), SCMP_ACT_ALLOW, SCMP_SYS(call), __VA_ARGS__) != 0)
+
+/*
+ * The metrics file (metrics.c): its temporary file opened for writing and
+ * renamed, both through the directory's descriptor only, with exactly the
+ * flags metrics.c uses.  The paths are not seen by a filter; metrics.c says
+ * why this gives a child nothing.
+ */
+static int
+add_metrics(scmp_filter_ctx ctx, int dirfd, int flags)
+{
+	if (dirfd == -1)
+		return 0;
+	if (RULE(ctx, openat, 2, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)dirfd),
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, OPEN_CHECKED, (scmp_datum_t)flags)) ||
+	    RULE(ctx, renameat, 2, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)dirfd),
+	    SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)dirfd)) ||
+	    RULE(ctx, renameat2, 3, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)dirfd),
+	    SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)dirfd),
+	    SCMP_A4(SCMP_CMP_EQ, 0)))
+		return -1;
+	return 0;
+}
 
 /* The calls allowed only with some arguments. */
 static int
@@ -138,7 +164,7 @@ add_checked(scmp_filter_ctx ctx, int unlink_dirfd)
 
 /* Build the filter; NULL on error. */
 static scmp_filter_ctx
-build_filter(int unlink_dirfd)
+build_filter(int unlink_dirfd, int metrics_dirfd, int metrics_flags)
 {
 	scmp_filter_ctx	 ctx;
 	size_t		 i;
@@ -160,7 +186,8 @@ build_filter(int unlink_dirfd)
 	else if (errno == ENOSYS &&
 	    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 0) != 0)
 		goto fail;
-	if (add_checked(ctx, unlink_dirfd) == -1)
+	if (add_checked(ctx, unlink_dirfd) == -1 ||
+	    add_metrics(ctx, metrics_dirfd, metrics_flags) == -1)
 		goto fail;
 	return ctx;
 fail:
@@ -171,11 +198,12 @@ fail:
 
 /*
  * Install the filter in the parent, once, after the privilege drop and just
- * before serving; unlink_dirfd is the pidfile's directory (-1: none).
- * Returns -1 on error (logged).
+ * before serving; unlink_dirfd is the pidfile's directory, metrics_dirfd the
+ * metrics file's, opened with metrics_flags (-1: none).  Returns -1 on error
+ * (logged).
  */
 int
-sandbox_parent(int unlink_dirfd)
+sandbox_parent(int unlink_dirfd, int metrics_dirfd, int metrics_flags)
 {
 #ifdef SANDBOX_SECCOMP
 	scmp_filter_ctx	 ctx;
@@ -188,7 +216,8 @@ sandbox_parent(int unlink_dirfd)
 		return 0;
 	}
 #ifdef SANDBOX_SECCOMP
-	if ((ctx = build_filter(unlink_dirfd)) == NULL) {
+	if ((ctx = build_filter(unlink_dirfd, metrics_dirfd, metrics_flags)) ==
+	    NULL) {
 		log_warnx("seccomp: cannot build the filter");
 		return -1;
 	}
@@ -201,6 +230,8 @@ sandbox_parent(int unlink_dirfd)
 	return rv == 0 ? 0 : -1;
 #else
 	(void)unlink_dirfd;
+	(void)metrics_dirfd;
+	(void)metrics_flags;
 	return 0;
 #endif
 }

@@ -165,12 +165,42 @@ begin_shutdown(struct server *s, int sig, int64_t now)
 {
 	if (s->stopping)
 		return;
-	log_info("received SIG%s, shutting down", sigabbrev_np(sig));
+	if (sig == 0)
+		log_info("shutdown-delay over, shutting down");
+	else if (s->draining)
+		log_info("received SIG%s again, shutting down",
+		    sigabbrev_np(sig));
+	else
+		log_info("received SIG%s, shutting down", sigabbrev_np(sig));
+	s->draining = 0;
 	notify_send("STOPPING=1");
 	set_accepting(s, 0);
 	listen_close(s->ctx->lfd, s->ctx->nlfd);
+	agent_close();
 	s->stopping = 1;
 	s->stop_deadline = now + s->conf->grace * 1000LL;
+}
+
+/*
+ * SIGTERM or SIGINT: with shutdown-delay, first drain: go on accepting and
+ * serving while balancers are told to send no new clients (the agent says
+ * drain, systemd's status says draining); a second signal, or the end of
+ * the delay, stops as without it.
+ */
+static void
+stop_signal(struct server *s, int sig, int64_t now)
+{
+	if (s->stopping)
+		return;
+	if (s->draining || s->conf->shutdown_delay == 0) {
+		begin_shutdown(s, sig, now);
+		return;
+	}
+	log_info("received SIG%s, draining for %d s before shutting down",
+	    sigabbrev_np(sig), s->conf->shutdown_delay);
+	notify_send("STOPPING=1\nSTATUS=draining");
+	s->draining = 1;
+	s->drain_until = now + s->conf->shutdown_delay * 1000LL;
 }
 
 /* Past the grace period: terminate children, then kill stragglers. */
@@ -186,6 +216,14 @@ shutdown_step(struct server *s, int64_t now)
 	} else
 		children_signal_all(&s->kids, SIGKILL);
 	s->stop_deadline = now + KILL_AFTER_MS;
+}
+
+/* Write the metrics file and set the time of the next write. */
+static void
+write_metrics(struct server *s, int64_t now)
+{
+	metrics_write(s, now);
+	s->metrics_at = now + s->conf->metrics_interval * 1000LL;
 }
 
 /* Take and act on every pending signal: children's exits first, so that
@@ -213,10 +251,13 @@ handle_signals(struct server *s, int64_t now)
 		control_reload(s);
 		namecache_clear(&s->kids);
 	}
-	if (usr1)
+	if (usr1) {
 		control_stats(s);
+		if (s->conf->metrics_file != NULL)
+			write_metrics(s, now);
+	}
 	if (stop)
-		begin_shutdown(s, stop, now);
+		stop_signal(s, stop, now);
 }
 
 /* The wait's timeout: the nearest of pause end, linger, child and shutdown
@@ -226,7 +267,7 @@ static int
 wait_timeout(const struct server *s, int64_t now)
 {
 	const struct heap_node *top = heap_top(&s->kids.deadlines);
-	int64_t	 t = linger_next_deadline(s->lingers), d;
+	int64_t	 t = linger_next_deadline(s->lingers), d, a;
 
 #define NEARER(x)	do { if (t == -1 || (x) < t) t = (x); } while (0)
 	if (s->paused_until > now)
@@ -235,12 +276,18 @@ wait_timeout(const struct server *s, int64_t now)
 		NEARER(top->key);
 	if (s->stopping && s->kids.n > 0)
 		NEARER(s->stop_deadline);
+	if (s->draining)
+		NEARER(s->drain_until);
+	if ((a = agent_pause_end()) != -1)
+		NEARER(a);
 	if (s->st.changes != s->status_changes)
 		NEARER(s->status_at + STATUS_EVERY_MS);
 	if ((d = ratelimit_deadline(&s->rl_refused)) != -1)
 		NEARER(d);
 	if ((d = ratelimit_deadline(&s->rl_crash)) != -1)
 		NEARER(d);
+	if (s->conf->metrics_file != NULL)
+		NEARER(s->metrics_at);
 #undef NEARER
 	if (t == -1)
 		return -1;
@@ -271,6 +318,10 @@ dispatch(struct server *s, uint64_t data, int64_t now)
 	case EV_NAMES:
 		namecache_read(&s->kids, s->conf->resolve_cache, now);
 		break;
+	case EV_AGENT:
+		if (!s->stopping)
+			agent_ready(s, i, now);
+		break;
 	}
 }
 
@@ -299,6 +350,7 @@ server_pass(struct server *s)
 	int64_t			 now = clock_ms();
 	int			 i, n, rank;
 
+	agent_resume(s, now);
 	set_accepting(s, want_accepting(s, now));
 	n = epoll_wait(s->epfd, ev, EVENT_BATCH, wait_timeout(s, now));
 	if (n == -1 && errno != EINTR)
@@ -315,6 +367,10 @@ server_pass(struct server *s)
 	control_status(s, now);
 	ratelimit_flush(&s->rl_refused, now);
 	ratelimit_flush(&s->rl_crash, now);
+	if (s->conf->metrics_file != NULL && now >= s->metrics_at)
+		write_metrics(s, now);
+	if (s->draining && now >= s->drain_until)
+		begin_shutdown(s, 0, now);
 	if (s->stopping)
 		shutdown_step(s, now);
 }
@@ -334,6 +390,9 @@ events_setup(struct server *s)
 		return -1;
 	for (i = 0; i < s->ctx->nlfd; i++)
 		if (clients_watch(s, s->ctx->lfd[i], EV_LISTEN, i) == -1)
+			return -1;
+	for (i = 0; i < agent_count(); i++)
+		if (clients_watch(s, agent_fd_at(i), EV_AGENT, i) == -1)
 			return -1;
 	s->accepting = 1;
 	linger_init(s->lingers, s->epfd, EV_LINGER);
@@ -361,6 +420,8 @@ server_run(struct server_ctx *ctx)
 	}
 	if (namecache_open() == -1 || events_setup(&s) == -1)
 		return -1;
+	if (s.conf->metrics_file != NULL)
+		write_metrics(&s, clock_ms());	/* every series, from the start */
 	while (!s.stopping || s.kids.n > 0)
 		server_pass(&s);
 	linger_close_all(s.lingers);

@@ -109,6 +109,10 @@ struct conf {
 	int		 timeout_penalty;
 	int		 penalty_max;
 	int		 defer_accept;	/* TCP_DEFER_ACCEPT seconds; 0: off */
+	int		 shutdown_delay;	/* seconds serving after SIGTERM */
+	int		 agent_port;	/* HAProxy's agent check; 0: none */
+	char		*metrics_file;	/* NULL: none */
+	int		 metrics_interval;	/* seconds */
 };
 
 /* Where the configuration comes from, kept so that SIGHUP can read it again. */
@@ -180,7 +184,9 @@ int	 listen_open(const struct conf *, int *, int);
 int	 listen_inherited(int *, int);
 int	 listen_inherited_count(void);
 void	 listen_defer(const int *, int, int);
+int	 listen_inherited_agent(int *, int);
 void	 listen_close(int *, int);
+unsigned long listen_queued(const int *, int);
 
 /* privdrop.c */
 struct privdrop {
@@ -207,7 +213,7 @@ void	 notify_send(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	 notify_fd(void);
 
 /* sandbox.c */
-int	 sandbox_parent(int);
+int	 sandbox_parent(int, int, int);
 int	 sandbox_enter(void);
 int	 sandbox_active(void);
 int	 sandbox_under_valgrind(void);

@@ -8,7 +8,7 @@
 # shellcheck disable=SC2154,SC2034
 load test_helper
 
-STATS_RE='^stats: served=[0-9]+ active=[0-9]+ eof=[0-9]+ timeouts=[0-9]+ too-long=[0-9]+ errors=[0-9]+ refused=[0-9]+ denied=[0-9]+ crashed=[0-9]+$'
+STATS_RE='^stats: served=[0-9]+ active=[0-9]+ eof=[0-9]+ timeouts=[0-9]+ too-long=[0-9]+ errors=[0-9]+ refused=[0-9]+ denied=[0-9]+ crashed=[0-9]+ queued=[0-9]+$'
 
 # refused: a new connection to PORT is refused.
 refused() {

@@ -237,7 +237,7 @@ parent(const char *name)
 	    pw->pw_uid) == -1))
 		_exit(91);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
-	    sandbox_parent(-1) == -1)
+	    sandbox_parent(-1, -1, 0) == -1)
 		_exit(92);
 	if (!sandbox_active())
 		_exit(77);
