@@ -10,7 +10,8 @@
 #	client 10.77.0.2 -- 10.77.0.1 balancer 10.77.N.1 -- 10.77.N.2 host N
 #
 # HAProxy sends PROXY v2 to each host's port 3456 and asks each host's agent
-# (agent-port 3457) for its weight; its plain health check connects to the
+# (agent-port 3457) for its weight, a share of the configured weight 100 (of
+# weight 1, the default, any share below 100% rounds down to 0); its plain health check connects to the
 # agent port too, so checks never show up as clients.  A steady load runs
 # through the balancer while one host drains, one is killed and comes back.
 
@@ -88,7 +89,7 @@ start_balancer() {
 	    timeout server 10s
 	    retries 3
 	    option redispatch 1
-	    default-server send-proxy-v2 check port 3457 inter 200ms fall 2 rise 2 agent-check agent-port 3457 agent-inter 200ms
+	    default-server weight 100 send-proxy-v2 check port 3457 inter 200ms fall 2 rise 2 agent-check agent-port 3457 agent-inter 200ms
 	frontend front
 	    bind $FRONT:3456
 	    default_backend hosts
