@@ -184,7 +184,8 @@ child_main(const struct child_ctx *cx)
 	port = addr_port(peer);
 	setproctitle("client %s port %d", ip, port);
 	client_name(cx, peer, ip, name, sizeof(name));
-	log_info("Connection from %s [%s] %d", name, ip, port);
+	if (cx->conf->log_clients == LOG_CLIENTS_ALL)
+		log_info("Connection from %s [%s] %d", name, ip, port);
 	if (sandbox_enter() == -1)
 		_exit(OUTCOME_ERROR);
 	session_run(cx->fd, cx->buf, cx->conf->max_line,
@@ -195,6 +196,9 @@ child_main(const struct child_ctx *cx)
 		    res.line_len);
 		log_debug("client %s port %d sent \"%s\"", ip, port, esc);
 	}
+	if (cx->conf->log_clients == LOG_CLIENTS_PROBLEMS &&
+	    (res.outcome == OUTCOME_OK || res.outcome == OUTCOME_EOF))
+		_exit(res.outcome);
 	log_info("end client=%s port=%d pid=%ld outcome=%s in=%zu out=%zu "
 	    "duration=%lld.%03lld", ip, port, (long)self,
 	    child_outcome_name(res.outcome), res.bytes_in, res.bytes_out,

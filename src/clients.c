@@ -41,16 +41,12 @@ log_refusal(struct server *s, const struct sockaddr_storage *ss,
     const char *outcome, const char *reason, int64_t now)
 {
 	char		 ip[INET6_ADDRSTRLEN];
-	unsigned long	 held;
 
-	if (!ratelimit_allow(&s->rl_refused, now, &held))
+	if (!ratelimit_allow(&s->rl_refused, now, "refusals"))
 		return;
 	log_info("end client=%s port=%d pid=%ld outcome=%s%s%s in=0 out=0 "
-	    "duration=0.000%s", addr_ntop(ss, ip, sizeof(ip)), addr_port(ss),
-	    (long)getpid(), outcome, reason ? " reason=" : "", reason ? reason : "",
-	    held ? " (more refusals not logged)" : "");
-	if (held)
-		log_info("%lu refusals were not logged", held);
+	    "duration=0.000", addr_ntop(ss, ip, sizeof(ip)), addr_port(ss),
+	    (long)getpid(), outcome, reason ? " reason=" : "", reason ? reason : "");
 }
 
 /* Count and log a decision other than serving (the line is sent elsewhere). */
@@ -346,21 +342,19 @@ penalise(struct server *s, struct child *c, enum penalty_cause why, int secs,
 static void
 crashed(struct server *s, struct child *c, int sig, int64_t now)
 {
-	unsigned long	 held;
 	int		 secs = s->conf->crash_penalty;
 
 	s->st.crashed++;
 	penalise(s, c, PENALTY_CRASH, secs, now);
-	if (!ratelimit_allow(&s->rl_crash, now, &held))
+	if (!ratelimit_allow(&s->rl_crash, now, "crashes"))
 		return;
 	if (secs > 0 && c->source != 0)
 		log_warnx("child %ld (client %s) killed by signal SIG%s, refusing "
-		    "%s for %d s%s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,
-		    secs, held ? " (more crashes not logged)" : "");
+		    "%s for %d s", (long)c->pid, c->ip, sigabbrev_np(sig), c->ip,
+		    secs);
 	else
-		log_warnx("child %ld (client %s) killed by signal SIG%s%s",
-		    (long)c->pid, c->ip, sigabbrev_np(sig),
-		    held ? " (more crashes not logged)" : "");
+		log_warnx("child %ld (client %s) killed by signal SIG%s",
+		    (long)c->pid, c->ip, sigabbrev_np(sig));
 }
 
 /* Count how a child ended (code and status as waitid(2) reports them). */

@@ -48,6 +48,8 @@ static int	set_log(struct conf *, const struct keyword *, const char *,
 		    const char **);
 static int	set_facility(struct conf *, const struct keyword *, const char *,
 		    const char **);
+static int	set_log_clients(struct conf *, const struct keyword *,
+		    const char *, const char **);
 
 #define OFF(f)	offsetof(struct conf, f)
 static const struct keyword keywords[] = {
@@ -71,6 +73,7 @@ static const struct keyword keywords[] = {
 	{ "crash-penalty",	set_number,	OFF(crash_penalty), 0, 86400, 0 },
 	{ "log",		set_log,	0, 0, 0, 0 },
 	{ "log-facility",	set_facility,	0, 0, 0, 0 },
+	{ "log-clients",	set_log_clients, 0, 0, 0, 0 },
 	{ "reuse-port",		set_yesno,	OFF(reuse_port), 0, 0, 0 },
 	{ "proxy-protocol",	set_yesno,	OFF(proxy_protocol), 0, 0, 0 },
 	{ "proxy-from",		set_proxy_from,	0, 0, 0, 1 },
@@ -312,6 +315,22 @@ set_facility(struct conf *c, const struct keyword *k, const char *v,
 		return -1;
 	}
 	c->log_facility = f;
+	return 0;
+}
+
+/* Set log-clients all|problems. */
+static int
+set_log_clients(struct conf *c, const struct keyword *k, const char *v,
+    const char **why)
+{
+	if (strcmp(v, "all") == 0)
+		c->log_clients = LOG_CLIENTS_ALL;
+	else if (strcmp(v, "problems") == 0)
+		c->log_clients = LOG_CLIENTS_PROBLEMS;
+	else {
+		*why = "expected all or problems, not";
+		return -1;
+	}
 	return 0;
 }
 
@@ -593,6 +612,8 @@ conf_print(const struct conf *c)
 	for (i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
 		if (facilities[i].value == c->log_facility)
 			printf("log-facility %s\n", facilities[i].name);
+	printf("log-clients %s\n",
+	    c->log_clients == LOG_CLIENTS_PROBLEMS ? "problems" : "all");
 	printf("reuse-port %s\n", c->reuse_port ? "yes" : "no");
 	printf("proxy-protocol %s\n", c->proxy_protocol ? "yes" : "no");
 	for (j = 0; j < c->nproxy_from; j++)

@@ -5,6 +5,9 @@
  * before chroot and the sandbox, written with MSG_DONTWAIT so that a stuck or
  * missing syslog daemon never blocks serving.  stderr is made non-blocking
  * (unless it is a terminal) for the same reason, and write errors are ignored.
+ * When stderr is the journal (systemd names it in JOURNAL_STREAM), each line
+ * starts with its priority as "<N>" (sd-daemon(3)), so that journalctl -p
+ * tells errors from the rest; syslog gets the priority in its header.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -33,6 +36,7 @@ static int	 log_syslog_fd = -1;
 static int	 log_facility = LOG_DAEMON;
 static int	 log_verbose;
 static int	 log_stderr_is_file;	/* children must be able to write it */
+static int	 log_stderr_journal = -1;	/* stderr is the journal; -1: not known yet */
 
 /* Connect the syslog socket; a missing syslog is not an error. */
 static void
@@ -86,26 +90,6 @@ log_detached(void)
 		log_to_stderr = 0;
 }
 
-/*
- * Log "what: strerror(errno)" for a repeated failure at most once per
- * rate-limit window, with "(repeated N times)" for those held back since.
- */
-void
-log_repeated(struct ratelimit *rl, int64_t now, const char *what)
-{
-	unsigned long	 held;
-	int		 saved = errno;
-
-	if (!ratelimit_allow(rl, now, &held))
-		return;
-	if (held > 0)
-		log_warnx("%s: %s (repeated %lu times)", what, strerror(saved),
-		    held);
-	else
-		log_warnx("%s: %s", what, strerror(saved));
-	errno = saved;
-}
-
 /* Does the log go to a regular file (so RLIMIT_FSIZE must stay)? */
 int
 log_to_file(void)
@@ -133,6 +117,26 @@ log_getverbose(void)
 }
 
 /*
+ * Is stderr the journal?  systemd sets JOURNAL_STREAM to "DEVICE:INODE" of the
+ * stream it connected to stderr; a descriptor that has been redirected since
+ * no longer matches, and gets no prefixes.
+ */
+static int
+stderr_is_journal(void)
+{
+	const char		*v = getenv("JOURNAL_STREAM");
+	struct stat		 st;
+	unsigned long long	 dev, ino;
+	char			 end;
+
+	if (v == NULL || sscanf(v, "%llu:%llu%c", &dev, &ino, &end) != 2 ||
+	    fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+}
+
+/*
  * Send one formatted message to the sinks: the message is formatted once and
  * each sink's header goes in front of it through an iovec, so a line costs
  * one vsnprintf() and one system call per sink (children log twice each).
@@ -141,22 +145,27 @@ static void
 log_emit(int pri, char *msg, size_t len)
 {
 	static char	 prefix[] = SE_NAME ": ", nl[] = "\n";
-	struct iovec	 iov[3];
+	struct iovec	 iov[4];
 	struct msghdr	 mh = { .msg_iov = iov, .msg_iovlen = 2 };
-	char		 head[96], stamp[32];
+	char		 head[96], stamp[32], level[3] = { '<', '6', '>' };
 	struct tm	 tm;
 	time_t		 now;
 	int		 n;
 
 	if (log_to_stderr) {
-		iov[0].iov_base = prefix;
-		iov[0].iov_len = log_stderr_prefix ||
+		if (log_stderr_journal == -1)
+			log_stderr_journal = stderr_is_journal();
+		level[1] = '0' + (pri & LOG_PRIMASK);
+		iov[0].iov_base = level;
+		iov[0].iov_len = log_stderr_journal ? sizeof(level) : 0;
+		iov[1].iov_base = prefix;
+		iov[1].iov_len = log_stderr_prefix ||
 		    (log_starting && pri <= LOG_ERR) ? sizeof(prefix) - 1 : 0;
-		iov[1].iov_base = msg;
-		iov[1].iov_len = len;
-		iov[2].iov_base = nl;
-		iov[2].iov_len = 1;
-		(void)writev(STDERR_FILENO, iov, 3);
+		iov[2].iov_base = msg;
+		iov[2].iov_len = len;
+		iov[3].iov_base = nl;
+		iov[3].iov_len = 1;
+		(void)writev(STDERR_FILENO, iov, 4);
 	}
 	if (!log_to_syslog || log_syslog_fd == -1)
 		return;

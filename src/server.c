@@ -220,7 +220,8 @@ handle_signals(struct server *s, int64_t now)
 }
 
 /* The wait's timeout: the nearest of pause end, linger, child and shutdown
- * deadlines, and the next STATUS= refresh. */
+ * deadlines, the next STATUS= refresh and the end of a rate-limit window
+ * that held log lines back. */
 static int
 wait_timeout(const struct server *s, int64_t now)
 {
@@ -236,6 +237,10 @@ wait_timeout(const struct server *s, int64_t now)
 		NEARER(s->stop_deadline);
 	if (s->st.changes != s->status_changes)
 		NEARER(s->status_at + STATUS_EVERY_MS);
+	if ((d = ratelimit_deadline(&s->rl_refused)) != -1)
+		NEARER(d);
+	if ((d = ratelimit_deadline(&s->rl_crash)) != -1)
+		NEARER(d);
 #undef NEARER
 	if (t == -1)
 		return -1;
@@ -308,6 +313,8 @@ server_pass(struct server *s)
 	linger_expire(s->lingers, now);
 	clients_overdue(s, now);
 	control_status(s, now);
+	ratelimit_flush(&s->rl_refused, now);
+	ratelimit_flush(&s->rl_crash, now);
 	if (s->stopping)
 		shutdown_step(s, now);
 }
@@ -357,6 +364,8 @@ server_run(struct server_ctx *ctx)
 	while (!s.stopping || s.kids.n > 0)
 		server_pass(&s);
 	linger_close_all(s.lingers);
+	ratelimit_finish(&s.rl_refused, clock_ms());
+	ratelimit_finish(&s.rl_crash, clock_ms());
 	log_info("exiting");
 	free(s.buf);
 	children_free(&s.kids);

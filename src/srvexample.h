@@ -57,6 +57,12 @@ enum log_sink {
 	LOG_SINK_STDERR
 };
 
+/* Which clients get their Connection from and end lines (log-clients). */
+enum log_clients {
+	LOG_CLIENTS_ALL = 0,
+	LOG_CLIENTS_PROBLEMS	/* only outcomes other than ok and eof */
+};
+
 /* An IPv4 or IPv6 network: address bytes and prefix length. */
 struct addrmask {
 	int		family;		/* AF_INET or AF_INET6 */
@@ -92,6 +98,7 @@ struct conf {
 	int		 crash_penalty;
 	enum log_sink	 log;
 	int		 log_facility;
+	enum log_clients log_clients;
 	int		 reuse_port;
 	int		 proxy_protocol;
 	struct addrmask	 proxy_from[CONF_MAX_PROXY_FROM];
@@ -156,9 +163,12 @@ void	 log_escape(char *, size_t, const void *, size_t);
 struct ratelimit {
 	int64_t		 window_start;	/* ms, monotonic */
 	unsigned long	 suppressed;
+	const char	*what;		/* what is counted, for ratelimit_flush */
 };
-int	 ratelimit_allow(struct ratelimit *, int64_t, unsigned long *);
-
+int	 ratelimit_allow(struct ratelimit *, int64_t, const char *);
+void	 ratelimit_flush(struct ratelimit *, int64_t);
+void	 ratelimit_finish(struct ratelimit *, int64_t);
+int64_t	 ratelimit_deadline(const struct ratelimit *);
 void	 log_repeated(struct ratelimit *, int64_t, const char *);
 
 /* clock.c */

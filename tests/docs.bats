@@ -28,17 +28,19 @@ require_mandoc() {
 }
 
 # Run srvexample -nv -f FILE [ARGS...] and print the effective configuration.
-# As root, -n also checks that the user srvexample exists, so root runs it as
-# nobody when it can: the defaults must not depend on who checks them.
+# As root, -n also checks that the user srvexample exists, which it need not
+# (a fresh machine has none): the defaults must not depend on who checks them,
+# so root runs it as nobody.  The binary and FILE are handed over as open
+# descriptors (the binary as fd 3 for exec, FILE as stdin), so that nobody need
+# not be able to reach them: a checkout under /root is private.
 nv_config() {
 	local conf=$1 out err status
 	shift
 	err=$tmpdir/nv.err
-	if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
-	    setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
-	    test -x "$SRVEXAMPLE" -a -r "$conf" 2>/dev/null; then
+	if [ "$(id -u)" = 0 ]; then
 		out=$(setpriv --reuid=nobody --regid="$(id -g nobody)" \
-		    --clear-groups "$SRVEXAMPLE" -nv -f "$conf" "$@" 2>"$err")
+		    --clear-groups /dev/fd/3 -nv -f /dev/stdin "$@" \
+		    3<"$SRVEXAMPLE" <"$conf" 2>"$err")
 	else
 		out=$("$SRVEXAMPLE" -nv -f "$conf" "$@" 2>"$err")
 	fi
