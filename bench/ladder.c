@@ -135,7 +135,8 @@ log_line(const char *fmt, ...)
 	    sizeof(msg) - 1;
 	iov[1].iov_base = nl;
 	iov[1].iov_len = 1;
-	(void)writev(STDERR_FILENO, iov, 2);
+	if (writev(STDERR_FILENO, iov, 2) == -1)
+		return;		/* nothing to do about a broken stderr */
 }
 
 /* Step 1 and 3: what a child does before it reads from its client. */

@@ -150,6 +150,7 @@ log_emit(int pri, char *msg, size_t len)
 	char		 head[96], stamp[32], level[3] = { '<', '6', '>' };
 	struct tm	 tm;
 	time_t		 now;
+	ssize_t		 w;
 	int		 n;
 
 	if (log_to_stderr) {
@@ -165,7 +166,9 @@ log_emit(int pri, char *msg, size_t len)
 		iov[2].iov_len = len;
 		iov[3].iov_base = nl;
 		iov[3].iov_len = 1;
-		(void)writev(STDERR_FILENO, iov, 4);
+		/* A broken stderr must not stop clients being served. */
+		w = writev(STDERR_FILENO, iov, 4);
+		(void)w;
 	}
 	if (!log_to_syslog || log_syslog_fd == -1)
 		return;
