@@ -42,6 +42,7 @@
 #include "srvexample.h"
 
 static pid_t	 parent_pid;	/* the sandboxed parent, for its children */
+static int	 piddir_fd = -1;	/* what the filter was built for */
 
 /* What a child of the daemon does: I/O on the descriptors it holds. */
 static int
@@ -218,14 +219,12 @@ try_fcntl(const char *name)
 static int
 try_parent_unlink(const char *name)
 {
-	const char	*dir = getenv("PROBE_PIDDIR"), *v = getenv("PROBE_VICTIM");
-	int		 fd;
+	const char	*v = getenv("PROBE_VICTIM");
 
-	if (dir == NULL || (fd = open(dir, O_PATH | O_DIRECTORY)) == -1)
-		return -1;
 	if (strcmp(name, "parent-unlink-pidfile") == 0)
-		return unlinkat(fd, "x.pid", 0);
-	return v == NULL ? -1 : unlinkat(fd, v, 0);
+		return unlinkat(piddir_fd, "x.pid", 0);
+	/* The directory's own descriptor, with a path that ignores it. */
+	return v == NULL ? -1 : unlinkat(piddir_fd, v, 0);
 }
 
 static const struct probe {
@@ -331,7 +330,7 @@ parent(const char *name)
 {
 	struct passwd	*pw;
 	const char	*dir = getenv("PROBE_PIDDIR");
-	int		 status, dirfd = -1;
+	int		 status;
 	pid_t		 pid;
 
 	if (geteuid() == 0 && ((pw = getpwnam("nobody")) == NULL ||
@@ -339,10 +338,10 @@ parent(const char *name)
 	    pw->pw_gid) == -1 || setresuid(pw->pw_uid, pw->pw_uid,
 	    pw->pw_uid) == -1))
 		_exit(91);
-	if (dir != NULL && (dirfd = open(dir, O_PATH | O_DIRECTORY)) == -1)
+	if (dir != NULL && (piddir_fd = open(dir, O_PATH | O_DIRECTORY)) == -1)
 		_exit(95);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
-	    sandbox_parent(dirfd) == -1)
+	    sandbox_parent(piddir_fd) == -1)
 		_exit(92);
 	if (!sandbox_active())
 		_exit(77);
