@@ -85,7 +85,7 @@ probe() {
 	start_daemon
 	wait_for_log '^ready: .*, sandboxed$' 0
 	hold_client 'x\n'
-	child=$(child_for_port "$HOLD_PORT")
+	child=$(child_for_port "$HOLD_PORT" 30)
 	for p in "$DAEMON_PID" "$child"; do
 		[ "$(proc_status "$p" Seccomp)" = 2 ] ||
 		    fail "pid $p Seccomp: $(proc_status "$p" Seccomp)"
@@ -154,7 +154,7 @@ client_fd() {
 	# The attacker's own source is not penalised for its child's death here.
 	start_daemon -o crash-penalty=0
 	hold_client 'x\n'
-	child=$(child_for_port "$HOLD_PORT")
+	child=$(child_for_port "$HOLD_PORT" 30)
 	fd=$(client_fd "$child")
 	# F_SETOWN 8, F_SETSIG 10, F_SETFL 4, O_ASYNC 020000: then a byte from
 	# the client would send SIGKILL to the parent.
@@ -173,7 +173,7 @@ client_fd() {
 	require_gdb
 	start_daemon
 	hold_client 'x\n'
-	child=$(child_for_port "$HOLD_PORT")
+	child=$(child_for_port "$HOLD_PORT" 30)
 	run in_child "$child" '(int)close(0)' \
 	    "(int)syscall(434, $DAEMON_PID, 0)" '(int)socket(2, 1, 0)' \
 	    '(int)open("/proc/self/net/tcp", 0)' \
@@ -198,7 +198,7 @@ client_fd() {
 	    "(int)sendto(\$fd, \"x\", 1, 0, 1, 110)" \
 	    '(int)unlinkat(-100, "/nonexistent", 0)' '(int)alarm(0)'; do
 		hold_client 'x\n'
-		child=$(child_for_port "$HOLD_PORT")
+		child=$(child_for_port "$HOLD_PORT" 30)
 		fd=$(client_fd "$child")
 		run in_child "$child" "${c//\$fd/$fd}"
 		assert_output --partial SIGSYS
@@ -215,7 +215,7 @@ client_fd() {
 	require_sandbox
 	start_daemon -o timeout=5
 	hold_client 'x\n'
-	child=$(child_for_port "$HOLD_PORT")
+	child=$(child_for_port "$HOLD_PORT" 30)
 	# A stopped child gets no SIGALRM: only the parent can end it.
 	kill -STOP "$child"
 	wait_for_log "^child $child \(client 127\.0\.0\.1\) outlived its deadline, killing it$" 30
@@ -311,12 +311,28 @@ client_fd() {
 	assert_stderr "pidfile $PIDDIR/x.pid: not a regular file"
 }
 
-@test "signals: started with SIGCHLD, SIGTERM and the rest ignored, counts drop and SIGTERM stops it" {
+# ignored PID SIGNUM: is SIGNUM in PID's set of ignored signals?
+ignored() {
+	local mask
+	mask=$(proc_status "$1" SigIgn)
+	[ $(((16#$mask >> ($2 - 1)) & 1)) -eq 1 ]
+}
+
+@test "signals: started with SIGCHLD, SIGTERM and the rest ignored, it resets them: counts drop, watchdog and SIGTERM work" {
+	local child s
 	# shellcheck disable=SC2034 # read by start_daemon
 	DAEMON_PREFIX=(env --ignore-signal=CHLD --ignore-signal=TERM
 	    --ignore-signal=ALRM --ignore-signal=HUP --ignore-signal=USR1
 	    --ignore-signal=INT)
 	start_daemon -o max-per-source=2
+	hold_client 'x\n'
+	child=$(child_for_port "$HOLD_PORT" 30)
+	# SIGCHLD 17, SIGALRM 14 (the watchdog), SIGTERM 15 (shutdown).
+	for s in 14 15 17; do
+		! ignored "$DAEMON_PID" "$s" || fail "the parent ignores signal $s"
+		! ignored "$child" "$s" || fail "the child ignores signal $s"
+	done
+	release_client
 	# A third client of one source is served only if the first two were
 	# counted out.
 	for _ in 1 2 3 4; do
