@@ -15,15 +15,37 @@
 #include "srvexample.h"
 
 /*
+ * Clients are matched as IPv4 when they come as IPv4-mapped IPv6 addresses
+ * (addr_normalize), so a mapped network becomes the IPv4 one it names: else
+ * "deny ::ffff:127.0.0.0/104" would never match anybody.  One shorter than
+ * /96 names more than IPv4 and is refused.
+ */
+static int
+unmap_network(struct addrmask *am, const char **why)
+{
+	if (am->prefixlen < 96) {
+		*why = "an IPv4-mapped network needs a prefix length of 96 or "
+		    "more, not";
+		return -1;
+	}
+	am->family = AF_INET;
+	memmove(am->addr, am->addr + 12, 4);
+	memset(am->addr + 4, 0, sizeof(am->addr) - 4);
+	addr_mask(am, am->prefixlen - 96);
+	return 0;
+}
+
+/*
  * Parse "ADDR" or, when prefix_ok, "ADDR/LEN" strictly (inet_pton only, so
- * "1.2.3" is refused).  On error set *why and return -1.
+ * "1.2.3" is refused); networks that are IPv4-mapped become IPv4.  On error
+ * set *why and return -1.
  */
 int
 addr_parse(const char *s, struct addrmask *am, int prefix_ok, const char **why)
 {
 	char		 buf[INET6_ADDRSTRLEN + 8], *slash;
 	const char	*errstr;
-	int		 maxlen;
+	int		 maxlen, mapped = 0;
 
 	if (strlcpy(buf, s, sizeof(buf)) >= sizeof(buf)) {
 		*why = "invalid address";
@@ -43,6 +65,7 @@ addr_parse(const char *s, struct addrmask *am, int prefix_ok, const char **why)
 	} else if (inet_pton(AF_INET6, buf, am->addr) == 1) {
 		am->family = AF_INET6;
 		maxlen = 128;
+		mapped = IN6_IS_ADDR_V4MAPPED((struct in6_addr *)am->addr);
 	} else {
 		*why = "invalid address";
 		return -1;
@@ -56,7 +79,7 @@ addr_parse(const char *s, struct addrmask *am, int prefix_ok, const char **why)
 		}
 		addr_mask(am, am->prefixlen);
 	}
-	return 0;
+	return prefix_ok && mapped ? unmap_network(am, why) : 0;
 }
 
 /* Clear the bits of am beyond prefixlen and record the prefix length. */

@@ -29,9 +29,11 @@ child_outcome_name(enum outcome o)
 
 /*
  * Close every descriptor but stdio and those in keep (the client, the log
- * socket, the socket to the parent for a report; -1 for none).
+ * socket, the socket to the parent for a report; -1 for none).  -1 when the
+ * kernel cannot (close_range(2) is Linux 5.9): a child must not serve with
+ * the parent's descriptors.
  */
-static void
+static int
 close_inherited(int keep0, int keep1, int keep2)
 {
 	int	 keep[3] = { keep0, keep1, keep2 }, t, i, j;
@@ -47,11 +49,12 @@ close_inherited(int keep0, int keep1, int keep2)
 	for (i = 0; i < 3; i++) {
 		if (keep[i] < (int)lo)	/* -1, stdio or a duplicate */
 			continue;
-		if ((unsigned int)keep[i] > lo)
-			close_range(lo, keep[i] - 1, 0);
+		if ((unsigned int)keep[i] > lo &&
+		    close_range(lo, keep[i] - 1, 0) == -1)
+			return -1;
 		lo = keep[i] + 1;
 	}
-	close_range(lo, ~0U, 0);
+	return close_range(lo, ~0U, 0);
 }
 
 /*
@@ -168,14 +171,23 @@ child_main(const struct child_ctx *cx)
 	const char		*ip = cx->ip;
 	char			 realip[INET6_ADDRSTRLEN];
 	char			 name[NAME_LOG_MAX], esc[NAME_LOG_MAX];
-	int			 port;
+	int			 port, lookup;
 	pid_t			 self;
 	int64_t			 end;
 
 	self = getpid();
 	reset_signals();
-	close_inherited(cx->fd, log_fd(), cx->ctl != -1 ? cx->ctl : cx->namefd);
+	if (close_inherited(cx->fd, log_fd(), cx->ctl != -1 ? cx->ctl :
+	    cx->namefd) == -1) {
+		log_warn("close_range");
+		_exit(OUTCOME_ERROR);
+	}
 	alarm(cx->conf->timeout + SE_WATCHDOG_SLACK);
+	/* Sandboxed before reading a byte, unless a name is to be looked up:
+	 * that needs sockets and files, so it comes first. */
+	lookup = cx->conf->resolve && cx->name == NULL;
+	if (!lookup && sandbox_enter() == -1)
+		_exit(OUTCOME_ERROR);
 	if (cx->ctl != -1) {
 		child_handoff(cx, &real);
 		peer = &real;
@@ -186,7 +198,7 @@ child_main(const struct child_ctx *cx)
 	client_name(cx, peer, ip, name, sizeof(name));
 	if (cx->conf->log_clients == LOG_CLIENTS_ALL)
 		log_info("Connection from %s [%s] %d", name, ip, port);
-	if (sandbox_enter() == -1)
+	if (lookup && sandbox_enter() == -1)
 		_exit(OUTCOME_ERROR);
 	session_run(cx->fd, cx->buf, cx->conf->max_line,
 	    cx->start + cx->conf->timeout * 1000LL, &res);

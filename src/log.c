@@ -2,9 +2,11 @@
  * log.c: logging to stderr (-d) or to syslog, OpenBSD style.
  *
  * The syslog client is our own: one datagram socket to /dev/log, opened
- * before chroot and the sandbox, written with MSG_DONTWAIT so that a stuck or
- * missing syslog daemon never blocks serving.  stderr is made non-blocking
- * (unless it is a terminal) for the same reason, and write errors are ignored.
+ * before chroot and the sandbox, non-blocking so that a stuck or missing
+ * syslog daemon never blocks serving, and written with writev(2), which
+ * names no address: a child's filter allows no sendmsg(2).  stderr is made
+ * non-blocking (unless it is a terminal) for the same reason, and write errors
+ * are ignored.
  * When stderr is the journal (systemd names it in JOURNAL_STREAM), each line
  * starts with its priority as "<N>" (sd-daemon(3)), so that journalctl -p
  * tells errors from the rest; syslog gets the priority in its header.
@@ -45,7 +47,8 @@ syslog_connect(void)
 	struct sockaddr_un	 sun = { .sun_family = AF_UNIX };
 
 	if (log_syslog_fd == -1 &&
-	    (log_syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+	    (log_syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0)) == -1)
 		return;
 	strlcpy(sun.sun_path, _PATH_LOG, sizeof(sun.sun_path));
 	(void)connect(log_syslog_fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -146,7 +149,6 @@ log_emit(int pri, char *msg, size_t len)
 {
 	static char	 prefix[] = SE_NAME ": ", nl[] = "\n";
 	struct iovec	 iov[4];
-	struct msghdr	 mh = { .msg_iov = iov, .msg_iovlen = 2 };
 	char		 head[96], stamp[32], level[3] = { '<', '6', '>' };
 	struct tm	 tm;
 	time_t		 now;
@@ -184,7 +186,8 @@ log_emit(int pri, char *msg, size_t len)
 	iov[0].iov_len = n < (int)sizeof(head) ? (size_t)n : sizeof(head) - 1;
 	iov[1].iov_base = msg;
 	iov[1].iov_len = len;
-	(void)sendmsg(log_syslog_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	w = writev(log_syslog_fd, iov, 2);
+	(void)w;
 }
 
 /* Format and emit; with errno_too append ": strerror(saved errno)". */

@@ -163,6 +163,26 @@ sanitize_stdio(void)
 		close(fd);
 }
 
+/*
+ * Start from the default disposition of every signal srvexample relies on,
+ * unblocked: what a launcher ignored survives exec(2), and with SIGCHLD
+ * ignored the kernel would reap children behind the parent's back (their
+ * counts would never drop), SIGTERM ignored would never stop a child.
+ */
+static void
+reset_signals(void)
+{
+	const int	 sigs[] = { SIGCHLD, SIGALRM, SIGTERM, SIGINT, SIGHUP,
+	    SIGUSR1, SIGPIPE, SE_EXIT_SIGNAL };
+	sigset_t	 none;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* -n: check what a start would need, print the result. */
 static int __attribute__((noreturn))
 check_only(const struct options *o, const struct conf *c)
@@ -269,6 +289,7 @@ main(int argc, char *argv[])
 	struct server_ctx	 ctx;
 	int			 lfd[MAX_LISTENERS], nlfd;
 
+	reset_signals();
 	setproctitle_init(argc, argv, environ);
 	closefrom(3 + listen_inherited_count());
 	sanitize_stdio();

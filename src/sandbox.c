@@ -1,23 +1,28 @@
 /*
- * sandbox.c: the seccomp filter and the children's resource limits.
+ * sandbox.c: the seccomp filters, the Landlock rule for the pidfile, and the
+ * children's resource limits.
  *
- * Attaching a seccomp program is expensive for the kernel (it allocates,
- * checks and JIT-compiles it, precomputes its action cache, and frees it all
- * again when the process exits): done in every child it cost about 60 us per
- * connection here, some 15% of the throughput.  So the parent installs one
- * filter, once, just before it serves, and every child inherits it for free.
- * The filter allows the union of what the parent loop and a child need, with
- * arguments checked where that narrows it (no executable writable memory, no
- * file opened for writing, no new namespaces, resource limits of the caller
- * only); anything else kills the process.
+ * Two filters.  The parent installs one, once, just before it serves: the
+ * union of what its loop and a child need, with arguments checked where that
+ * narrows it (no executable writable memory, no file opened for writing, no
+ * new namespaces, resource limits of the caller only, fcntl(2) without
+ * F_SETOWN, F_SETSIG or O_ASYNC); anything else kills the process.  Every
+ * child inherits it, and stacks a second one before it reads its client's
+ * line: a child may then talk to its client and log, and nothing else.
  *
- * What a child must not do beyond serving its client is then taken away by
- * the resource limits it sets before it reads a byte, as OpenSSH's sandbox
- * does: RLIMIT_NPROC 0 (no fork), RLIMIT_NOFILE 1 (no new descriptor of any
- * kind: no file, no socket, no pidfd, so it cannot signal anybody; poll(2)
- * still takes its one descriptor), and RLIMIT_FSIZE 0 unless the log is a
- * file.  The parent signals its children through pidfds, so kill(2) is not
- * in the filter at all.
+ * The child's filter is a raw BPF program built once in the parent, so a
+ * child pays one seccomp(2) call and no libseccomp work.  The kernel still
+ * checks, JIT-compiles and caches each attached program, and frees it when the
+ * child exits; it is kept short for that, and the calls a child makes most
+ * come first.  A call that both filters allow whatever its arguments is
+ * answered from the kernel's action cache without running either program.
+ * Opening a file, a socket or a pidfd fails with EPERM, so that libc fails
+ * cleanly; the rest a child does not need kills it.
+ *
+ * The resource limits set before the filter stay as a second wall:
+ * RLIMIT_NPROC 0 (no fork), RLIMIT_NOFILE 1 (no new descriptor), and
+ * RLIMIT_FSIZE 0 unless the log is a file.  The parent signals its children
+ * through pidfds, so kill(2) is in neither filter.
  */
 #include <sys/types.h>
 #include <sys/ioctl.h>
@@ -36,6 +41,11 @@
 
 #ifdef HAVE_SECCOMP
 #include <seccomp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/landlock.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #endif
 
 #include "srvexample.h"
@@ -46,6 +56,7 @@
 
 static int	 sandbox_off;		/* under valgrind */
 static int	 sandbox_on;		/* the filter is installed */
+static int	 sandbox_unlink;	/* unlinkat(2) confined by Landlock */
 
 /* Valgrind runs its own system calls in the process: no sandbox there. */
 int
@@ -62,7 +73,7 @@ sandbox_under_valgrind(void)
 static const int allowed[] = {
 	SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(pread64), SCMP_SYS(write),
 	SCMP_SYS(writev), SCMP_SYS(lseek), SCMP_SYS(close),
-	SCMP_SYS(close_range), SCMP_SYS(fcntl), SCMP_SYS(fstat),
+	SCMP_SYS(close_range), SCMP_SYS(fstat),
 	SCMP_SYS(newfstatat), SCMP_SYS(statx),
 	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(epoll_create1),
 	SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait),
@@ -128,9 +139,24 @@ add_metrics(scmp_filter_ctx ctx, int dirfd, int flags)
 	return 0;
 }
 
+/*
+ * fcntl(2) without what would make the kernel signal a process: F_SETOWN,
+ * F_SETOWN_EX, F_SETSIG and O_ASYNC (the signal goes to any process of the
+ * uid when data arrives), nor leases and directory notices.
+ */
+static int
+add_fcntl(scmp_filter_ctx ctx)
+{
+	return RULE(ctx, fcntl, 1, SCMP_A1(SCMP_CMP_EQ, F_GETFD)) ||
+	    RULE(ctx, fcntl, 1, SCMP_A1(SCMP_CMP_EQ, F_SETFD)) ||
+	    RULE(ctx, fcntl, 1, SCMP_A1(SCMP_CMP_EQ, F_GETFL)) ||
+	    RULE(ctx, fcntl, 2, SCMP_A1(SCMP_CMP_EQ, F_SETFL),
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, O_ASYNC, 0)) ? -1 : 0;
+}
+
 /* The calls allowed only with some arguments. */
 static int
-add_checked(scmp_filter_ctx ctx, int unlink_dirfd)
+add_checked(scmp_filter_ctx ctx)
 {
 	size_t	 i;
 
@@ -155,16 +181,21 @@ add_checked(scmp_filter_ctx ctx, int unlink_dirfd)
 	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
 	    0) != 0)
 		return -1;
-	/* The pidfile, removed at exit through its directory's descriptor. */
-	if (unlink_dirfd != -1 &&
-	    RULE(ctx, unlinkat, 1, SCMP_A0(SCMP_CMP_EQ, unlink_dirfd)))
+	/* Each child stacks its own filter (sandbox_enter). */
+	if (RULE(ctx, seccomp, 1, SCMP_A0(SCMP_CMP_EQ,
+	    SECCOMP_SET_MODE_FILTER)) || add_fcntl(ctx) == -1)
+		return -1;
+	/* The pidfile, removed at exit: Landlock allows no other unlink, so
+	 * that neither the directory descriptor nor an absolute path matters. */
+	if (sandbox_unlink &&
+	    RULE(ctx, unlinkat, 1, SCMP_A2(SCMP_CMP_EQ, 0)))
 		return -1;
 	return 0;
 }
 
 /* Build the filter; NULL on error. */
 static scmp_filter_ctx
-build_filter(int unlink_dirfd, int metrics_dirfd, int metrics_flags)
+build_filter(int metrics_dirfd, int metrics_flags)
 {
 	scmp_filter_ctx	 ctx;
 	size_t		 i;
@@ -186,13 +217,146 @@ build_filter(int unlink_dirfd, int metrics_dirfd, int metrics_flags)
 	else if (errno == ENOSYS &&
 	    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 0) != 0)
 		goto fail;
-	if (add_checked(ctx, unlink_dirfd) == -1 ||
+	if (add_checked(ctx) == -1 ||
 	    add_metrics(ctx, metrics_dirfd, metrics_flags) == -1)
 		goto fail;
 	return ctx;
 fail:
 	seccomp_release(ctx);
 	return NULL;
+}
+
+/*
+ * The child's own filter.  First the calls a child makes on every
+ * connection, then the rest it may make, whatever the arguments (the
+ * parent's filter, still in force, checks those of mmap and mprotect).
+ */
+static const int child_allowed[] = {
+	__NR_recvfrom, __NR_poll, __NR_writev, __NR_close, __NR_getpid,
+	__NR_shutdown, __NR_exit_group, __NR_rt_sigreturn, __NR_restart_syscall,
+	__NR_clock_gettime, __NR_read, __NR_write, __NR_ppoll, __NR_exit,
+	__NR_gettimeofday, __NR_time, __NR_brk, __NR_mmap, __NR_munmap,
+	__NR_mremap, __NR_madvise, __NR_mprotect,
+};
+
+/* What fails with EPERM rather than killing: new descriptors. */
+static const int child_refused[] = {
+	__NR_socket, __NR_connect, __NR_openat, __NR_open, __NR_openat2,
+	__NR_creat, __NR_socketpair, __NR_pidfd_open, __NR_pidfd_getfd,
+	__NR_accept4, __NR_accept,
+};
+
+enum label { L_NEXT, L_FCNTL, L_KILL, L_EPERM, L_ALLOW, L_MAX };
+
+#define CHILD_MAX	64
+
+static struct sock_filter child_code[CHILD_MAX];
+static uint8_t		 child_jt[CHILD_MAX], child_jf[CHILD_MAX];
+static struct sock_fprog child_prog;	/* len 0: no child filter */
+static unsigned short	 label_at[L_MAX];
+
+/* Append one instruction; jt and jf are labels, resolved by child_link(). */
+static void
+emit(uint16_t code, uint32_t k, enum label jt, enum label jf)
+{
+	unsigned short	 n = child_prog.len++;
+
+	child_code[n] = (struct sock_filter)BPF_STMT(code, k);
+	child_jt[n] = jt;
+	child_jf[n] = jf;
+}
+
+static void
+place(enum label l)
+{
+	label_at[l] = child_prog.len;
+}
+
+/* Turn labels into the forward offsets BPF jumps take. */
+static void
+child_link(void)
+{
+	unsigned short	 i;
+
+	for (i = 0; i < child_prog.len; i++) {
+		if (child_jt[i] != L_NEXT)
+			child_code[i].jt = label_at[child_jt[i]] - i - 1;
+		if (child_jf[i] != L_NEXT)
+			child_code[i].jf = label_at[child_jf[i]] - i - 1;
+	}
+	child_prog.filter = child_code;
+}
+
+#define ARG_LO(n)	(offsetof(struct seccomp_data, args[n]))
+#define LD(off)		emit(BPF_LD | BPF_W | BPF_ABS, (off), L_NEXT, L_NEXT)
+#define JEQ(k, t, f)	emit(BPF_JMP | BPF_JEQ | BPF_K, (k), (t), (f))
+
+/*
+ * Build the child's program, once, in the parent.  Arguments are 32-bit
+ * ints for every call checked here (the kernel ignores the upper half), so
+ * the lower half is what is compared.  send(2) is sendto(2) without an
+ * address: one given would reach any datagram socket on the machine.
+ */
+static void
+child_build(void)
+{
+	size_t	 i;
+
+	child_prog.len = 0;
+	LD(offsetof(struct seccomp_data, arch));
+	JEQ(AUDIT_ARCH_X86_64, L_NEXT, L_KILL);
+	LD(offsetof(struct seccomp_data, nr));
+	emit(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, L_KILL, L_NEXT);
+	for (i = 0; i < sizeof(child_allowed) / sizeof(child_allowed[0]); i++)
+		JEQ(child_allowed[i], L_ALLOW, L_NEXT);
+	for (i = 0; i < sizeof(child_refused) / sizeof(child_refused[0]); i++)
+		JEQ(child_refused[i], L_EPERM, L_NEXT);
+	JEQ(__NR_sendto, L_NEXT, L_FCNTL);
+	LD(ARG_LO(5));
+	JEQ(0, L_ALLOW, L_KILL);
+	place(L_FCNTL);
+	JEQ(__NR_fcntl, L_NEXT, L_KILL);
+	LD(ARG_LO(1));
+	JEQ(F_GETFD, L_ALLOW, L_NEXT);
+	JEQ(F_SETFD, L_ALLOW, L_NEXT);
+	JEQ(F_GETFL, L_ALLOW, L_NEXT);
+	JEQ(F_SETFL, L_NEXT, L_KILL);
+	LD(ARG_LO(2));
+	emit(BPF_JMP | BPF_JSET | BPF_K, O_ASYNC, L_KILL, L_ALLOW);
+	place(L_KILL);
+	emit(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS, L_NEXT, L_NEXT);
+	place(L_EPERM);
+	emit(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM, L_NEXT, L_NEXT);
+	place(L_ALLOW);
+	emit(BPF_RET | BPF_K, SECCOMP_RET_ALLOW, L_NEXT, L_NEXT);
+	child_link();
+}
+
+/*
+ * Confine unlink(2) to the pidfile's directory with Landlock (Linux 5.13),
+ * so that the filter may allow unlinkat(2) whatever its arguments; without
+ * Landlock the parent unlinks nothing (daemon.c empties the pidfile).
+ */
+static void
+landlock_unlink(int dirfd)
+{
+	struct landlock_ruleset_attr	 attr = {
+		.handled_access_fs = LANDLOCK_ACCESS_FS_REMOVE_FILE |
+		    LANDLOCK_ACCESS_FS_REMOVE_DIR
+	};
+	struct landlock_path_beneath_attr pb = {
+		.allowed_access = LANDLOCK_ACCESS_FS_REMOVE_FILE,
+		.parent_fd = dirfd
+	};
+	int	 fd;
+
+	if ((fd = syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr),
+	    0)) == -1)
+		return;
+	if (syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &pb,
+	    0) == 0 && syscall(SYS_landlock_restrict_self, fd, 0) == 0)
+		sandbox_unlink = 1;
+	close(fd);
 }
 #endif /* SANDBOX_SECCOMP */
 
@@ -216,8 +380,10 @@ sandbox_parent(int unlink_dirfd, int metrics_dirfd, int metrics_flags)
 		return 0;
 	}
 #ifdef SANDBOX_SECCOMP
-	if ((ctx = build_filter(unlink_dirfd, metrics_dirfd, metrics_flags)) ==
-	    NULL) {
+	if (unlink_dirfd != -1)
+		landlock_unlink(unlink_dirfd);
+	child_build();
+	if ((ctx = build_filter(metrics_dirfd, metrics_flags)) == NULL) {
 		log_warnx("seccomp: cannot build the filter");
 		return -1;
 	}
@@ -243,10 +409,19 @@ sandbox_active(void)
 	return sandbox_on;
 }
 
+/* May the parent unlink its pidfile (Landlock confines unlinkat)? */
+int
+sandbox_may_unlink(void)
+{
+	return !sandbox_on || sandbox_unlink;
+}
+
 /*
  * Enter the sandbox in a child, before reading from the client: no new
  * process, no new descriptor, no file growth (unless the log is a file on
- * stderr).  Limits lowered to zero cannot be raised again without privilege.
+ * stderr), then the child's own filter (which has no prlimit64, so the limits
+ * come first).  Limits lowered to zero cannot be raised again without
+ * privilege; a filter cannot be removed.
  */
 int
 sandbox_enter(void)
@@ -261,5 +436,12 @@ sandbox_enter(void)
 		log_warn("sandbox: setrlimit");
 		return -1;
 	}
+#ifdef SANDBOX_SECCOMP
+	if (child_prog.len > 0 && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+	    0, &child_prog) == -1) {
+		log_warn("sandbox: seccomp");
+		return -1;
+	}
+#endif
 	return 0;
 }

@@ -203,6 +203,7 @@ int	 privdrop_apply(const struct privdrop *, const char *);
 struct pidfile;
 struct pidfile *daemon_pidfile_open(const char *, const struct privdrop *);
 void	 daemon_detach(struct pidfile *);
+void	 daemon_pidfile_write(struct pidfile *);
 void	 daemon_pidfile_remove(struct pidfile *);
 void	 daemon_pidfile_close(struct pidfile *);
 int	 daemon_pidfile_dirfd(const struct pidfile *);
@@ -216,6 +217,7 @@ int	 notify_fd(void);
 int	 sandbox_parent(int, int, int);
 int	 sandbox_enter(void);
 int	 sandbox_active(void);
+int	 sandbox_may_unlink(void);
 int	 sandbox_under_valgrind(void);
 
 /* session.c */

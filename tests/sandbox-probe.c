@@ -8,8 +8,13 @@
  * (RLIMIT_NPROC does not bind root) and installs the filter as the daemon
  * does.  For a case named parent-*, the parent itself tries the call; for the
  * others it forks a child that enters the child sandbox (its resource limits)
- * and tries it.  One line on stdout: "CASE: ok", "CASE: failed: ERRNO" or
- * "CASE: killed by SIGNAL".  Exit 77 when the build has no seccomp sandbox.
+ * and tries it, as one taken over by its client would: the cases ending in
+ * -fd0 close fd 0 first, which RLIMIT_NOFILE 1 lets a new descriptor take.
+ * One line on stdout: "CASE: ok", "CASE: failed: ERRNO" or "CASE: killed by
+ * SIGNAL".  Exit 77 when the build has no seccomp sandbox.
+ *
+ * PROBE_PIDDIR names the pidfile's directory the filter is built for (none
+ * when unset); PROBE_VICTIM a file outside it, for parent-unlink-outside.
  */
 #include <sys/types.h>
 #include <sys/mman.h>
@@ -18,7 +23,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +40,9 @@
 #include <unistd.h>
 
 #include "srvexample.h"
+
+static pid_t	 parent_pid;	/* the sandboxed parent, for its children */
+static int	 piddir_fd = -1;	/* what the filter was built for */
 
 /* What a child of the daemon does: I/O on the descriptors it holds. */
 static int
@@ -78,7 +88,7 @@ try_fork(void)
 static int
 try_pidfd_parent(void)
 {
-	int	 fd = syscall(SYS_pidfd_open, getppid(), 0);
+	int	 fd = syscall(SYS_pidfd_open, parent_pid, 0);
 
 	return fd == -1 ? -1 : (int)syscall(SYS_pidfd_send_signal, fd, 0,
 	    NULL, 0);
@@ -98,7 +108,7 @@ try_prlimit_parent(void)
 {
 	struct rlimit	 one = { 1, 1 };
 
-	return prlimit(getppid(), RLIMIT_NOFILE, &one, NULL);
+	return prlimit(parent_pid, RLIMIT_NOFILE, &one, NULL);
 }
 
 /* Signal a child as the parent does: through a pidfd, kill(2) without. */
@@ -140,6 +150,83 @@ try_signal_child(void)
 	return -1;
 }
 
+/* The attacks that need fd 0 free first (RLIMIT_NOFILE 1). */
+static int
+try_fd0(const char *name)
+{
+	struct sockaddr_in	 sin = { .sin_family = AF_INET };
+	int			 fd;
+
+	close(STDIN_FILENO);
+	if (strcmp(name, "pidfd-parent-fd0") == 0)
+		return try_pidfd_parent();
+	if (strcmp(name, "open-read-fd0") == 0)
+		return open("/proc/self/net/tcp", O_RDONLY);
+	if (strcmp(name, "openat-read-fd0") == 0)
+		return openat(AT_FDCWD, "/etc/hosts", O_RDONLY);
+	if (strcmp(name, "socket-inet-fd0") == 0)
+		return socket(AF_INET, SOCK_STREAM, 0);
+	if (strcmp(name, "socket-unix-fd0") == 0)
+		return socket(AF_UNIX, SOCK_DGRAM, 0);
+	/* connect(2) a descriptor the child holds somewhere else. */
+	if (strcmp(name, "connect-fd0") == 0) {
+		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 &&
+		    errno != EPERM)
+			return -1;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons(9);
+		return connect(fd == -1 ? STDOUT_FILENO : fd,
+		    (struct sockaddr *)&sin, sizeof(sin));
+	}
+	errno = EINVAL;
+	return -2;
+}
+
+/* Datagrams to an address of the caller's choosing: any socket on the host. */
+static int
+try_send_addressed(const char *name)
+{
+	static char		 x[] = "x";
+	struct sockaddr_un	 sun = { .sun_family = AF_UNIX };
+	struct iovec		 iov = { .iov_base = x, .iov_len = 1 };
+	struct msghdr		 mh = { .msg_name = &sun,
+	    .msg_namelen = sizeof(sun), .msg_iov = &iov, .msg_iovlen = 1 };
+
+	strlcpy(sun.sun_path, "/dev/log", sizeof(sun.sun_path));
+	if (strcmp(name, "sendto-addr") == 0)
+		return sendto(STDOUT_FILENO, "x", 1, 0,
+		    (struct sockaddr *)&sun, sizeof(sun));
+	return sendmsg(STDOUT_FILENO, &mh, 0);
+}
+
+/* fcntl(2) that would make the kernel signal another process. */
+static int
+try_fcntl(const char *name)
+{
+	if (strcmp(name, "fcntl-getfl") == 0)
+		return fcntl(STDOUT_FILENO, F_GETFL) == -1 ? -1 :
+		    fcntl(STDOUT_FILENO, F_SETFL, O_NONBLOCK);
+	if (strcmp(name, "fcntl-setown") == 0)
+		return fcntl(STDOUT_FILENO, F_SETOWN, parent_pid);
+	if (strcmp(name, "fcntl-setsig") == 0)
+		return fcntl(STDOUT_FILENO, F_SETSIG, SIGKILL);
+	if (strcmp(name, "fcntl-async") == 0)
+		return fcntl(STDOUT_FILENO, F_SETFL, O_ASYNC);
+	return fcntl(STDOUT_FILENO, F_DUPFD, 0);	/* fcntl-dupfd */
+}
+
+/* The parent may unlink its pidfile and nothing else. */
+static int
+try_parent_unlink(const char *name)
+{
+	const char	*v = getenv("PROBE_VICTIM");
+
+	if (strcmp(name, "parent-unlink-pidfile") == 0)
+		return unlinkat(piddir_fd, "x.pid", 0);
+	/* The directory's own descriptor, with a path that ignores it. */
+	return v == NULL ? -1 : unlinkat(piddir_fd, v, 0);
+}
+
 static const struct probe {
 	const char	*name;
 	int		(*fn)(void);
@@ -148,7 +235,7 @@ static const struct probe {
 	{ "mmap-wx",		try_mmap_wx },
 	{ "mprotect-x",		try_mprotect_x },
 	{ "fork",		try_fork },
-	{ "kill-parent",	NULL },		/* below: needs getppid() */
+	{ "kill-parent",	NULL },		/* below: needs parent_pid */
 	{ "pidfd-parent",	try_pidfd_parent },
 	{ "execve",		try_execve },
 	{ "prlimit-parent",	try_prlimit_parent },
@@ -163,7 +250,7 @@ static int
 try_simple(const char *name)
 {
 	if (strcmp(name, "kill-parent") == 0)
-		return kill(getppid(), 0);
+		return kill(parent_pid, 0);
 	if (strcmp(name, "parent-kill") == 0)
 		return kill(getpid(), 0);
 	if (strcmp(name, "open-read") == 0)
@@ -182,6 +269,20 @@ try_simple(const char *name)
 		return setuid(getuid());
 	if (strcmp(name, "prctl") == 0)
 		return prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	if (strcmp(name, "alarm") == 0)
+		return (int)alarm(0);
+	if (strcmp(name, "unlink") == 0)
+		return unlink("/nonexistent");
+	if (strcmp(name, "dup") == 0)
+		return dup(STDOUT_FILENO);
+	if (strncmp(name, "fcntl-", 6) == 0 || strcmp(name, "parent-fcntl-setown") == 0)
+		return try_fcntl(name + (name[0] == 'p' ? 7 : 0));
+	if (strncmp(name, "send", 4) == 0)
+		return try_send_addressed(name);
+	if (strncmp(name, "parent-unlink-", 14) == 0)
+		return try_parent_unlink(name);
+	if (strlen(name) > 4 && strcmp(name + strlen(name) - 4, "-fd0") == 0)
+		return try_fd0(name);
 	errno = EINVAL;
 	return -2;
 }
@@ -228,6 +329,7 @@ static void
 parent(const char *name)
 {
 	struct passwd	*pw;
+	const char	*dir = getenv("PROBE_PIDDIR");
 	int		 status;
 	pid_t		 pid;
 
@@ -236,11 +338,14 @@ parent(const char *name)
 	    pw->pw_gid) == -1 || setresuid(pw->pw_uid, pw->pw_uid,
 	    pw->pw_uid) == -1))
 		_exit(91);
+	if (dir != NULL && (piddir_fd = open(dir, O_PATH | O_DIRECTORY)) == -1)
+		_exit(95);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
-	    sandbox_parent(-1, -1, 0) == -1)
+	    sandbox_parent(piddir_fd, -1, 0) == -1)
 		_exit(92);
 	if (!sandbox_active())
 		_exit(77);
+	parent_pid = getpid();
 	if (strncmp(name, "parent-", 7) == 0)
 		attempt(name);
 	if ((pid = fork()) == 0) {
