@@ -213,6 +213,7 @@ supervisor_main(int s)
 	int		 status;
 
 	setproctitle("resolver");
+	log_started();		/* forked before the parent said so */
 	for (;;) {
 		started = clock_ms();
 		if ((pid = fork()) == 0) {
