@@ -47,9 +47,20 @@ dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
     --pid-file= --addn-hosts="$dir/records" --cache-size=0 &
 dns=$!
 port=3456
-"$bin" -d -f /dev/null -l 127.0.0.1 -p "$port" -u nobody \
+# Under perf stat (when there is one): the page faults and CPU of the
+# daemon and every process it made, the resolver included.
+perf=
+command -v perf >/dev/null && perf stat true >/dev/null 2>&1 &&
+    perf="perf stat -x, -e page-faults,task-clock -o $dir/perf --"
+$perf "$bin" -d -f /dev/null -l 127.0.0.1 -p "$port" -u nobody \
     -o max-per-source=0 >"$dir/log" 2>&1 &
-srv=$!
+top=$!
+srv=$top
+if [ -n "$perf" ]; then
+	while srv=$(pgrep -P "$top" | head -n 1); [ -z "$srv" ]; do
+		sleep 0.05
+	done
+fi
 trap 'kill $srv $dns 2>/dev/null; wait' EXIT
 python3 - "$n" "$port" "$srv" <<'EOF'
 import os, socket, sys, time
@@ -94,5 +105,12 @@ for name in ("lookups", "cache"):
           (d[4] + d[5]) * 1e6 / tick / n, d[0] / n,
           (d[2] + d[3]) * 1e6 / tick / n, (time.monotonic() - t) * 1e3 / n))
 EOF
+kill "$srv"
+wait "$top" || true
 grep -c '^Connection from h[0-9]*\.bench\.example ' "$dir/log" |
     sed 's/^/named connections: /'
+if [ -n "$perf" ]; then
+	awk -F, -v n=$((2 * n)) '$3 == "page-faults" || $3 ~ /^task-clock/ {
+	    printf "all processes, per connection (both rounds, startup included): %s %.1f\n", $3, $1 / n }' \
+	    "$dir/perf"
+fi
