@@ -38,6 +38,7 @@ setup() {
 	hosts_line 'files myhostname mymachines dns'
 	start_namespace
 	IN_NS=(nsenter -t "$NS_PID" -n -m --)
+	# shellcheck disable=SC2034 # start_daemon's (test_helper.bash)
 	DAEMON_PREFIX=("${IN_NS[@]}")
 }
 
@@ -287,7 +288,7 @@ resolver_proc() {
 # -- the resolver process --------------------------------------------------------------
 
 @test "names: a killed resolver worker is restarted and logged; clients are served throughout" {
-	local w w2 r
+	local w r
 	start_dns
 	start_daemon -v
 	ns_client "$GOOD"
@@ -299,7 +300,7 @@ resolver_proc() {
 	    fail "worker $w has no seccomp filter"
 	kill -KILL "$w"
 	wait_for_log "^resolver worker $w killed by signal SIGKILL, restarting it\$"
-	wait_until 'w2=$(resolver_worker); [ -n "$w2" ] && [ "$w2" != "'"$w"'" ]' 10
+	wait_until '[ -n "$(resolver_worker)" ] && [ "$(resolver_worker)" != "'"$w"'" ]' 10
 	# The new worker looks the name up again (the cache went with the old).
 	ns_client "$GOOD"
 	assert_named good.example "$GOOD"
