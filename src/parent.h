@@ -218,5 +218,4 @@ void	 control_stats(struct server *);
 void	 control_status(struct server *, int64_t);
 int	 control_check_limits(const struct conf *, int);
 
-
 #endif /* PARENT_H */

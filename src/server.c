@@ -204,8 +204,7 @@ handle_signals(struct server *s, int64_t now)
 			resolver_check();	/* the resolver is fork(2)ed */
 			if (s->classic)
 				clients_reap_any(s, now);
-		}
-		else if (si.si_signo == SIGHUP)
+		} else if (si.si_signo == SIGHUP)
 			hup = 1;
 		else if (si.si_signo == SIGUSR1)
 			usr1 = 1;
