@@ -6,6 +6,8 @@
 # again (answered from the name cache).  Prints, per connection, the
 # children's page faults and CPU (the parent's cminflt, cutime and cstime:
 # every child is reaped) and the parent's own, for each round.
+# NAMES_BENCH_HOSTS is the hosts line of nsswitch.conf (default
+# "files myhostname mymachines dns").
 #   bench/names.sh [-n N] [BINARY]
 set -eu
 
@@ -26,7 +28,8 @@ if [ "${NAMES_BENCH_INSIDE:-}" != 1 ]; then
 	trap 'rm -rf "$dir"' EXIT
 	printf '127.0.0.1 localhost\n' >"$dir/hosts"
 	printf 'nameserver 127.0.0.53\n' >"$dir/resolv.conf"
-	printf 'hosts: files myhostname mymachines dns\n' >"$dir/nsswitch.conf"
+	printf 'hosts: %s\n' "${NAMES_BENCH_HOSTS:-files myhostname mymachines dns}" \
+	    >"$dir/nsswitch.conf"
 	NAMES_BENCH_INSIDE=1 NAMES_BENCH_DIR=$dir \
 	    unshare --mount --net --propagation private -- "$0" -n "$n" "$bin"
 	exit
