@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,24 +28,24 @@ child_outcome_name(enum outcome o)
 
 /*
  * Close every descriptor but stdio and those in keep (the client, the log
- * socket, the socket to the parent for a report; -1 for none).  -1 when the
- * kernel cannot (close_range(2) is Linux 5.9): a child must not serve with
- * the parent's descriptors.
+ * socket, the socket to the parent behind a balancer, the resolver's; -1
+ * for none).  -1 when the kernel cannot (close_range(2) is Linux 5.9): a
+ * child must not serve with the parent's descriptors.
  */
 static int
-close_inherited(int keep0, int keep1, int keep2)
+close_inherited(int keep0, int keep1, int keep2, int keep3)
 {
-	int	 keep[3] = { keep0, keep1, keep2 }, t, i, j;
+	int	 keep[4] = { keep0, keep1, keep2, keep3 }, t, i, j;
 	unsigned int lo = 3;
 
-	for (i = 0; i < 3; i++)		/* sort the three */
-		for (j = i + 1; j < 3; j++)
+	for (i = 0; i < 4; i++)		/* sort the four */
+		for (j = i + 1; j < 4; j++)
 			if (keep[j] < keep[i]) {
 				t = keep[i];
 				keep[i] = keep[j];
 				keep[j] = t;
 			}
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 4; i++) {
 		if (keep[i] < (int)lo)	/* -1, stdio or a duplicate */
 			continue;
 		if ((unsigned int)keep[i] > lo &&
@@ -88,35 +87,37 @@ reset_signals(void)
 }
 
 /*
- * The client's name for the log: the one the parent remembers, else reverse
- * DNS when asked, else the address.  A lookup's outcome goes back to the
- * parent when it asked for it: a name, or "" when the answer was that there
- * is none; no answer at all (a time-out, a failed server) is not reported.
+ * The client's name for the log: asked of the resolver process (names.c),
+ * at most NAMES_WAIT_MS and inside the client's timeout, else the address.
+ * A PTR name that does not map back to the address is not used; with -v one
+ * line says so.  The resolver's socket is closed before a byte from the
+ * client is read (behind a balancer, before the line is).
  */
 static void
 client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
     const char *ip, char *name, size_t len)
 {
-	char	 host[NI_MAXHOST];
-	int	 rc = EAI_NONAME;
+	struct names_answer	 got;
+	const struct names_answer *a = cx->name;
+	int64_t			 deadline;
 
-	if (cx->name != NULL) {
-		log_debug("name of %s from the cache", ip);
-		strlcpy(name, cx->name[0] != '\0' ? cx->name : ip, len);
-		return;
+	strlcpy(name, ip, len);
+	if (a == NULL && cx->namefd != -1) {
+		deadline = cx->start + cx->conf->timeout * 1000LL;
+		if (clock_ms() + NAMES_WAIT_MS < deadline)
+			deadline = clock_ms() + NAMES_WAIT_MS;
+		if (names_ask(cx->namefd, peer, cx->nocache, deadline,
+		    &got) == 0)
+			a = &got;
+		close(cx->namefd);
 	}
-	if (cx->conf->resolve)
-		rc = getnameinfo((const struct sockaddr *)peer,
-		    peer->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
-		    sizeof(struct sockaddr_in6), host, sizeof(host), NULL, 0,
-		    NI_NAMEREQD);
-	if (rc == 0)
-		log_escape(name, len, host, strlen(host));
-	else
-		strlcpy(name, ip, len);
-	if (cx->namefd != -1)
-		namecache_tell(cx->namefd, rc == 0 ? name :
-		    rc == EAI_NONAME ? "" : NULL);
+	if (a == NULL)
+		return;
+	if (a->status == NAME_CONFIRMED)
+		strlcpy(name, a->name, len);
+	else if (a->status == NAME_UNCONFIRMED)
+		log_debug("client %s: name %s does not map back to it", ip,
+		    a->name);
 }
 
 /*
@@ -158,7 +159,7 @@ child_ctx_init(struct child_ctx *cx, int fd, const struct sockaddr_storage *peer
 {
 	*cx = (struct child_ctx){ .fd = fd, .peer = peer, .ip = ip,
 	    .conf = conf, .buf = buf, .start = start, .ctl = -1, .name = NULL,
-	    .namefd = -1 };
+	    .namefd = -1, .nocache = 0 };
 }
 
 /* Serve the client of cx and exit with the outcome as status. */
@@ -177,15 +178,15 @@ child_main(const struct child_ctx *cx)
 
 	self = getpid();
 	reset_signals();
-	if (close_inherited(cx->fd, log_fd(), cx->ctl != -1 ? cx->ctl :
-	    cx->namefd) == -1) {
+	if (close_inherited(cx->fd, log_fd(), cx->ctl, cx->namefd) == -1) {
 		log_warn("close_range");
 		_exit(OUTCOME_ERROR);
 	}
 	alarm(cx->conf->timeout + SE_WATCHDOG_SLACK);
-	/* Sandboxed before reading a byte, unless a name is to be looked up:
-	 * that needs sockets and files, so it comes first. */
-	lookup = cx->conf->resolve && cx->name == NULL;
+	/* Sandboxed before reading a byte, unless the resolver is to be asked:
+	 * that takes a socketpair and a sendmsg(2) with SCM_RIGHTS, which the
+	 * child's own filter forbids, so it comes first. */
+	lookup = cx->namefd != -1 && cx->name == NULL;
 	if (!lookup && sandbox_enter() == -1)
 		_exit(OUTCOME_ERROR);
 	if (cx->ctl != -1) {

@@ -90,19 +90,16 @@ clients_refuse_busy(struct server *s, int fd, const struct sockaddr_storage *ss,
 }
 
 /*
- * The client's name, when the parent remembers it (resolve-cache); else the
- * child looks it up and reports it on the name socket.  Behind a balancer
- * the real client is known only to the child: it looks up and keeps quiet.
+ * Who names the client: the resolver process, asked by the child.  Behind
+ * a balancer the real client is known only to the child, from a header its
+ * client sent: the resolver looks that up too, but does not remember it.
  */
 static void
-spawn_name(struct server *s, struct child_ctx *cx, int proxy, int64_t now)
+spawn_name(struct server *s, struct child_ctx *cx, int proxy)
 {
 	cx->name = NULL;
-	cx->namefd = -1;
-	if (!s->conf->resolve || proxy || s->conf->resolve_cache == 0)
-		return;
-	if ((cx->name = namecache_get(cx->ip, now)) == NULL)
-		cx->namefd = namecache_child_fd();
+	cx->namefd = s->conf->resolve ? resolver_fd() : -1;
+	cx->nocache = proxy || s->conf->resolve_cache == 0;
 }
 
 /* Watch fd in the loop's epoll set as tag | index; -1 (logged) on error. */
@@ -190,7 +187,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 	}
 	child_ctx_init(&cx, fd, ss, addr_ntop(ss, ip, sizeof(ip)), s->conf,
 	    s->buf, now);
-	spawn_name(s, &cx, d == NULL, now);
+	spawn_name(s, &cx, d == NULL);
 	if (d != NULL || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
 	    SOCK_NONBLOCK, 0, sv) == 0) {
 		cx.ctl = sv[1];
@@ -215,7 +212,6 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 			close(sv[0]);
 		return;
 	}
-	children_at(&s->kids, slot)->naming = cx.namefd != -1;
 	if (src != NULL) {
 		sources_attach(&s->src, src);
 		if (s->conf->rate_per_source > 0)
@@ -431,13 +427,17 @@ clients_reap_any(struct server *s, int64_t now)
 {
 	struct child	*c;
 	pid_t		 pid;
-	int		 status;
+	int		 status, code;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		code = WIFEXITED(status) ? CLD_EXITED : CLD_KILLED;
+		status = WIFEXITED(status) ? WEXITSTATUS(status) :
+		    WTERMSIG(status);
 		if ((c = children_find_pid(&s->kids, pid)) != NULL)
-			child_ended(s, c, WIFEXITED(status) ? CLD_EXITED :
-			    CLD_KILLED, WIFEXITED(status) ? WEXITSTATUS(status) :
-			    WTERMSIG(status), now);
+			child_ended(s, c, code, status, now);
+		else
+			(void)resolver_reaped(pid, code, status);
+	}
 }
 
 /*

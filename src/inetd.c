@@ -18,6 +18,8 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	struct sockaddr_storage	 ss;
 	struct addrmask		 host;
 	struct child_ctx	 cx;
+	struct names_query	 q;
+	struct names_answer	 name;
 	socklen_t		 len = sizeof(ss);
 	char			 ip[INET6_ADDRSTRLEN];
 	char			*buf;
@@ -31,7 +33,15 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 		log_warnx("-i: proxy-protocol is not supported with -i");
 		return -1;
 	}
-	if (privdrop_apply(pd, c->chroot) == -1 || sandbox_parent(-1, -1, 0) == -1)
+	if (privdrop_apply(pd, c->chroot) == -1)
+		return -1;
+	/* One client, no children: its name is looked up here, before the
+	   filter, which no NSS module's code could live with. */
+	if (c->resolve) {
+		names_query_init(&q, &ss);
+		names_lookup(&q, &name);
+	}
+	if (sandbox_parent(-1, -1, 0) == -1)
 		return -1;
 	addr_from_sockaddr(&ss, &host);
 	if (c->nacl > 0 && !conf_acl_allows(c, &host, NULL)) {
@@ -45,6 +55,8 @@ inetd_serve(const struct conf *c, const struct privdrop *pd)
 	}
 	child_ctx_init(&cx, STDIN_FILENO, &ss, addr_ntop(&ss, ip, sizeof(ip)), c,
 	    buf, clock_ms());
+	if (c->resolve)
+		cx.name = &name;
 	child_signals_ignore();
 	child_main(&cx);
 }

@@ -202,11 +202,11 @@ check_only(const struct options *o, const struct conf *c)
 }
 
 /*
- * Bound the children's reverse lookups (one second per name server, one try
- * each), and load the resolver's configuration once here, with one lookup of
- * the loopback address, so that children inherit it instead of each reading
- * nsswitch.conf, host.conf and resolv.conf again.  Clients are never looked
- * up in the parent.
+ * Bound each name server's answer (one second, one try each: the resolver
+ * process asks for a PTR and then for the name's addresses), and load the
+ * resolver's configuration here, before any chroot, with one lookup of
+ * the loopback address, so that the resolver process inherits it.  Clients
+ * are never looked up in the parent nor in a child (resolver.c).
  */
 static void
 resolver_setup(void)
@@ -336,6 +336,8 @@ main(int argc, char *argv[])
 	if (!o.foreground)
 		daemon_detach(pf);
 	title_parent(lfd, nlfd);
+	if (conf.resolve && resolver_start(&conf) == -1)
+		exit(1);
 	if (sandbox_parent(daemon_pidfile_dirfd(pf), metrics_dirfd(),
 	    metrics_open_flags()) == -1)
 		exit(1);

@@ -114,7 +114,6 @@ struct child {
 	uint8_t		 inuse;
 	uint8_t		 signalled;	/* the parent sent it a signal */
 	uint8_t		 overdue;	/* killed for outliving its deadline */
-	uint8_t		 naming;	/* its name report is awaited */
 	uint8_t		 proxied;	/* behind a balancer */
 	char		 ip[46];
 };
@@ -200,7 +199,6 @@ struct server {
 #define EV_LISTEN	(2ULL << 32)
 #define EV_CTL		(4ULL << 32)
 #define EV_LINGER	(5ULL << 32)
-#define EV_NAMES	(6ULL << 32)
 #define EV_AGENT	(7ULL << 32)
 #define EV_TAG(d)	((d) & ~0xffffffffULL)
 #define EV_INDEX(d)	((uint32_t)(d))
@@ -238,14 +236,5 @@ int	 metrics_open(const struct conf *);
 int	 metrics_dirfd(void);
 int	 metrics_open_flags(void);
 void	 metrics_write(const struct server *, int64_t);
-
-/* namecache.c */
-int	 namecache_open(void);
-void	 namecache_close(void);
-int	 namecache_fd(void);
-int	 namecache_child_fd(void);
-const char *namecache_get(const char *, int64_t);
-void	 namecache_clear(struct children *);
-void	 namecache_read(struct children *, int, int64_t);
 
 #endif /* PARENT_H */

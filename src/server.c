@@ -41,8 +41,8 @@ static struct lingers	 lingering;
 /*
  * Block the handled signals, for good, and open a signalfd that says when
  * one is pending; they are taken with sigtimedwait(), which gives each exit
- * signal's pid.  SIGCHLD comes from processes forked with fork(2) (under
- * valgrind, every child).
+ * signal's pid.  SIGCHLD comes from processes forked with fork(2): the
+ * resolver, and under valgrind every child.
  */
 static int
 signals_setup(struct server *s)
@@ -238,9 +238,11 @@ handle_signals(struct server *s, int64_t now)
 	while (sigtimedwait(&s->sigs, &si, &zero) > 0) {
 		if (si.si_signo == SE_EXIT_SIGNAL)
 			clients_exited(s, si.si_pid, now);
-		else if (si.si_signo == SIGCHLD && s->classic)
-			clients_reap_any(s, now);
-		else if (si.si_signo == SIGHUP)
+		else if (si.si_signo == SIGCHLD) {
+			resolver_check();	/* the resolver is fork(2)ed */
+			if (s->classic)
+				clients_reap_any(s, now);
+		} else if (si.si_signo == SIGHUP)
 			hup = 1;
 		else if (si.si_signo == SIGUSR1)
 			usr1 = 1;
@@ -249,7 +251,7 @@ handle_signals(struct server *s, int64_t now)
 	}
 	if (hup) {
 		control_reload(s);
-		namecache_clear(&s->kids);
+		resolver_forget(s->conf->resolve_cache);
 	}
 	if (usr1) {
 		control_stats(s);
@@ -315,9 +317,6 @@ dispatch(struct server *s, uint64_t data, int64_t now)
 	case EV_LINGER:
 		linger_ready(s->lingers, i);
 		break;
-	case EV_NAMES:
-		namecache_read(&s->kids, s->conf->resolve_cache, now);
-		break;
 	case EV_AGENT:
 		if (!s->stopping)
 			agent_ready(s, i, now);
@@ -333,7 +332,6 @@ event_rank(uint64_t data)
 {
 	switch (EV_TAG(data)) {
 	case EV_CTL:
-	case EV_NAMES:
 		return 0;
 	case EV_SIGNAL:
 		return 1;
@@ -375,7 +373,7 @@ server_pass(struct server *s)
 		shutdown_step(s, now);
 }
 
-/* The epoll set with the signalfd, listeners and name socket in it. */
+/* The epoll set with the signalfd and the listeners in it. */
 static int
 events_setup(struct server *s)
 {
@@ -385,8 +383,7 @@ events_setup(struct server *s)
 		log_warn("epoll_create1");
 		return -1;
 	}
-	if (clients_watch(s, s->sigfd, EV_SIGNAL, 0) == -1 ||
-	    clients_watch(s, namecache_fd(), EV_NAMES, 0) == -1)
+	if (clients_watch(s, s->sigfd, EV_SIGNAL, 0) == -1)
 		return -1;
 	for (i = 0; i < s->ctx->nlfd; i++)
 		if (clients_watch(s, s->ctx->lfd[i], EV_LISTEN, i) == -1)
@@ -418,7 +415,7 @@ server_run(struct server_ctx *ctx)
 		log_warn("server setup");
 		return -1;
 	}
-	if (namecache_open() == -1 || events_setup(&s) == -1)
+	if (events_setup(&s) == -1)
 		return -1;
 	if (s.conf->metrics_file != NULL)
 		write_metrics(&s, clock_ms());	/* every series, from the start */
@@ -434,6 +431,5 @@ server_run(struct server_ctx *ctx)
 	close(s.reservefd);
 	close(s.sigfd);
 	close(s.epfd);
-	namecache_close();
 	return 0;
 }

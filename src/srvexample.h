@@ -90,7 +90,7 @@ struct conf {
 	int		 timeout;
 	int		 max_line;
 	int		 resolve;
-	int		 resolve_cache;	/* seconds a child's lookup is kept */
+	int		 resolve_cache;	/* seconds the resolver keeps a name */
 	struct acl_rule	 acl[CONF_MAX_ACL];
 	int		 nacl;
 	int		 backlog;
@@ -286,6 +286,52 @@ const char *verdict_line(enum verdict);
 /* inetd.c */
 int	 inetd_serve(const struct conf *, const struct privdrop *);
 
+/* names.c: a client's name, forward-confirmed, and how a child asks the
+ * resolver process for it. */
+#define NAMES_WAIT_MS	2000	/* the whole lookup, PTR and A/AAAA */
+enum name_status {
+	NAME_FAILED = 0,	/* no answer (time-out, server failure, busy) */
+	NAME_NONE,		/* the address has no PTR name */
+	NAME_CONFIRMED,		/* the name maps back to the address */
+	NAME_UNCONFIRMED	/* it does not: the address is logged */
+};
+struct names_query {
+	uint8_t		 op;		/* NAMES_OP_* */
+	uint8_t		 nocache;	/* look up, do not remember */
+	uint8_t		 family;	/* AF_INET or AF_INET6 */
+	uint8_t		 pad;
+	int32_t		 ttl;		/* NAMES_OP_FORGET: resolve-cache */
+	uint8_t		 addr[16];
+};
+#define NAMES_OP_QUERY	'q'	/* carries the socket for the answer */
+#define NAMES_OP_FORGET	'f'	/* from the parent: SIGHUP */
+struct names_answer {
+	uint8_t		 status;	/* enum name_status */
+	char		 name[NAME_LOG_MAX];	/* escaped, for the log */
+};
+void	 names_query_init(struct names_query *, const struct sockaddr_storage *);
+void	 names_lookup(const struct names_query *, struct names_answer *);
+int	 names_ask(int, const struct sockaddr_storage *, int, int64_t,
+	    struct names_answer *);
+
+/* resolver.c (the parent's side) */
+int	 resolver_start(const struct conf *);
+int	 resolver_fd(void);
+pid_t	 resolver_pid(void);
+void	 resolver_forget(int);
+int	 resolver_reaped(pid_t, int, int);
+void	 resolver_check(void);
+
+/* resolver-sandbox.c */
+int	 resolver_sandbox(void);
+
+/* namecache.c: the resolver's memory of names. */
+int	 namecache_get(const struct names_query *, int64_t,
+	    struct names_answer *);
+void	 namecache_put(const struct names_query *, const struct names_answer *,
+	    int64_t);
+void	 namecache_clear(void);
+
 /* child.c */
 struct child_ctx {
 	int				 fd;
@@ -295,19 +341,16 @@ struct child_ctx {
 	char				*buf;
 	int64_t				 start;
 	int				 ctl;	/* to the parent, behind a balancer */
-	const char			*name;	/* remembered by the parent, or
-						   NULL: look it up */
-	int				 namefd; /* report the name found on it;
-						   -1: do not */
+	const struct names_answer	*name;	/* looked up already (-i), or
+						   NULL */
+	int				 namefd; /* the resolver; -1: none */
+	int				 nocache; /* ask it not to remember */
 };
 void	 child_ctx_init(struct child_ctx *, int, const struct sockaddr_storage *,
 	    const char *, const struct conf *, char *, int64_t);
 const char *child_outcome_name(enum outcome);
 void	 child_signals_ignore(void);
 void	 child_main(const struct child_ctx *) __attribute__((noreturn));
-
-/* namecache.c (the child's side) */
-void	 namecache_tell(int, const char *);
 
 /* server.c */
 struct server_ctx {

@@ -817,13 +817,23 @@ bg_wait() {
 	B_STATUS[$1]=$st
 }
 
-# nchildren: how many children the daemon has (zombies included).
-nchildren() {
-	children_of "$DAEMON_PID" | wc -l
+# serving_children: the daemon's children (zombies included) but its
+# resolver process, which lives as long as the daemon (resolve yes).
+serving_children() {
+	local c
+	for c in $(children_of "$DAEMON_PID"); do
+		tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null |
+		    grep -Eq '^srvexample: resolver( |$)' || echo "$c"
+	done
 }
 
-# no_children [SECONDS]: wait until the daemon has no child at all (every
-# one exited and was reaped).
+# nchildren: how many children serve clients (zombies included).
+nchildren() {
+	serving_children | wc -l
+}
+
+# no_children [SECONDS]: wait until the daemon has no child serving a client
+# (every one exited and was reaped).
 no_children() {
 	# shellcheck disable=SC2016 # evaluated by wait_until
 	wait_until '[ "$(nchildren)" -eq 0 ]' "${1:-5}"
