@@ -1,7 +1,7 @@
 #!/bin/bash
 # run.sh: measure srvexample against the minimal fork-per-connection server.
 #
-# usage: bench/run.sh [-k] [-b bindir] [-c concurrencies] [-H held]
+# usage: bench/run.sh [-kq] [-b bindir] [-c concurrencies] [-H held-levels]
 #                     [-o outdir] [-p conns] [-r runs] [-s seconds]
 #                     SRVEXAMPLE_BINARY
 #
@@ -13,11 +13,27 @@
 # concurrency, keeps the median of the runs, measures memory, counts page
 # faults and CPU time per connection with perf stat when it can (-p
 # connections, 0 for none; also for each step of the ladder, the
-# reference with srvexample's per-child duties added one by one), holds
-# -H idle connections at once, and writes results.dat, results-runs.dat,
-# bench.png and RESULTS.md into outdir (default: this script's
-# directory).  Clients all come from 127.0.0.1, which /etc/hosts names,
-# so "resolve yes" never leaves the machine.
+# reference with srvexample's per-child duties added one by one).
+#
+# The held-load series: for each of the -H levels (a list, default
+# "0 1000 5000 10000 30000"), the reference and srvexample each get that
+# many idle clients held (each one a live child), then new clients at
+# concurrency 8 run against them in turn, -r times; it reports new clients
+# per second, the parent's CPU per new client (/proc/PID/schedstat) and the
+# memory of a held child, and at the end asks on every held client and
+# counts the answers.  As root it raises kernel.pid_max, kernel.threads-max
+# and net.core.somaxconn for the run when they are too low, and restores
+# them after.
+#
+# -q is the quick mode (a few seconds, for the tests): one run of 0.5 s at
+# concurrency 8, 200 connections for the cost table, no ladder, held levels
+# 0 and 100 in holders of 50.
+#
+# Writes results.dat, results-runs.dat, held.dat, held-runs.dat, bench.png,
+# held.png and RESULTS.md into outdir (default: this script's directory).
+# Clients of the first part all come from 127.0.0.1, which /etc/hosts
+# names, so "resolve yes" never leaves the machine; the held series runs
+# srvexample with "resolve no".
 
 set -euo pipefail
 
@@ -26,22 +42,30 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BINDIR=$HERE
 OUTDIR=$HERE
 SECS=2
-RUNS=5
+RUNS=3
 CONCS="1 8 64"
-HELD=10000
+LEVELS="0 1000 5000 10000 30000"
+# idle clients per holder process: far below the hard RLIMIT_NOFILE that
+# caps one process (20,000 on some hosts, not raisable without
+# CAP_SYS_RESOURCE), and about one accept queue (SOMAXCONN) at a time
+HOLD_CHUNK=4000
+# held clients spread over 127.0.0.1-127.0.0.254: 30,000 connections to one
+# port from one address would need more ports than the ephemeral range has
+HOLD_SOURCES=254
 PROFILE_CONNS=3000
+QUICK=0
 KEEP=0
 WORK=
 SRVEXAMPLE=
 SRVUSER=()
-declare -A PID PORT LAUNCHED
-LOADPID=
+declare -A PID PORT LAUNCHED HOLDERS SYSCTL_OLD
+LEVEL=0
 TWRESTORE=0
-SOMAXRESTORE=
+NOTES=()
 
 # Print usage and exit non-zero.
 usage() {
-	echo "usage: $PROG [-k] [-b bindir] [-c concurrencies] [-H held]" \
+	echo "usage: $PROG [-kq] [-b bindir] [-c concurrencies] [-H held-levels]" \
 	    "[-o outdir] [-p conns] [-r runs] [-s seconds]" \
 	    "SRVEXAMPLE_BINARY" >&2
 	exit 1
@@ -60,8 +84,12 @@ say() {
 
 # Stop everything this script started and remove the work directory.
 cleanup() {
-	local k
-	if [ -n "$LOADPID" ]; then kill "$LOADPID" 2>/dev/null || true; fi
+	local k p
+	for k in "${!HOLDERS[@]}"; do
+		for p in ${HOLDERS[$k]}; do
+			kill "$p" 2>/dev/null || true
+		done
+	done
 	for k in "${!PID[@]}"; do
 		kill "${PID[$k]}" 2>/dev/null || true
 	done
@@ -69,9 +97,10 @@ cleanup() {
 	if [ "$TWRESTORE" = 1 ]; then
 		echo 0 >/proc/sys/net/ipv4/tcp_tw_reuse || true
 	fi
-	if [ -n "$SOMAXRESTORE" ]; then
-		echo "$SOMAXRESTORE" >/proc/sys/net/core/somaxconn || true
-	fi
+	for k in "${!SYSCTL_OLD[@]}"; do
+		echo "${SYSCTL_OLD[$k]}" >"/proc/sys/${k//.//}" || true
+		say "restored $k=${SYSCTL_OLD[$k]}"
+	done
 	if [ -n "$WORK" ] && [ "$KEEP" = 0 ]; then
 		rm -rf "$WORK"
 	elif [ -n "$WORK" ]; then
@@ -82,12 +111,13 @@ cleanup() {
 # Parse the command line.
 parse_args() {
 	local opt
-	while getopts "b:c:H:ko:p:r:s:" opt; do
+	while getopts "b:c:H:ko:p:qr:s:" opt; do
 		case $opt in
 		b) BINDIR=$(cd "$OPTARG" && pwd) ;;
 		c) CONCS=$OPTARG ;;
-		H) HELD=$OPTARG ;;
+		H) LEVELS=$OPTARG ;;
 		k) KEEP=1 ;;
+		q) QUICK=1 ;;
 		o) mkdir -p "$OPTARG" && OUTDIR=$(cd "$OPTARG" && pwd) ;;
 		p) PROFILE_CONNS=$OPTARG ;;
 		r) RUNS=$OPTARG ;;
@@ -98,8 +128,13 @@ parse_args() {
 	shift $((OPTIND - 1))
 	[ $# -eq 1 ] || usage
 	SRVEXAMPLE=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+	if [ "$QUICK" = 1 ]; then
+		CONCS=8 RUNS=1 SECS=0.5 PROFILE_CONNS=200
+		LEVELS="0 100" HOLD_CHUNK=50
+	fi
 	[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "-r: not a count: $RUNS"
-	[[ $HELD =~ ^[0-9]+$ ]] || die "-H: not a count: $HELD"
+	[[ $LEVELS =~ ^[0-9]+( [0-9]+)*$ ]] ||
+	    die "-H: not a list of counts: $LEVELS"
 	[[ $PROFILE_CONNS =~ ^[0-9]+$ ]] ||
 	    die "-p: not a count: $PROFILE_CONNS"
 	[[ $SECS =~ ^[0-9]+([.][0-9]+)?$ ]] || die "-s: not seconds: $SECS"
@@ -122,34 +157,60 @@ setup() {
 			SRVUSER=(-u nobody)
 		fi
 	fi
-	need=$((HELD + 1024))
-	if [ "$(ulimit -n)" -lt "$need" ]; then
-		ulimit -Hn "$need" 2>/dev/null || true
-		ulimit -n "$need" 2>/dev/null ||
-		    say "cannot raise open files to $need: -H may fail"
-	fi
-	if [ "$(cat /proc/sys/kernel/pid_max)" -lt $((HELD + 4096)) ]; then
-		say "kernel.pid_max is below $((HELD + 4096)): -H may fail"
-	fi
 	check_tw_reuse
-	check_somaxconn
+	check_held_limits
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/srvexample-bench.XXXXXX")
 }
 
-# Let the held test's connections all wait in the accept queue: where fork
-# is slow, a queue of 4096 overflows while the server is still forking, and
-# the connections the kernel drops then are the machine's limit, not the
-# server's.
-check_somaxconn() {
-	local f=/proc/sys/net/core/somaxconn old
-	[ "$HELD" -gt 0 ] && [ -r "$f" ] || return 0
+# Add a note (its arguments, joined) to the held series' section.
+note() {
+	NOTES+=("$*")
+	say "$*"
+}
+
+# Print the largest of the held levels.
+max_level() {
+	local l max=0
+	for l in $LEVELS; do
+		[ "$l" -le "$max" ] || max=$l
+	done
+	echo "$max"
+}
+
+# Make room for the held series: both servers hold the largest level at
+# once, each held client a process, next to the tasks the machine runs
+# already and some to spare.  A holder process takes HOLD_CHUNK
+# descriptors, so its hard RLIMIT_NOFILE and fs.nr_open need no raising.
+check_held_limits() {
+	local max need tasks
+	max=$(max_level)
+	[ "$max" -gt 0 ] || return 0
+	tasks=$(awk '{ split($4, t, "/"); print t[2] }' /proc/loadavg)
+	need=$((2 * max + tasks + 8192))
+	sysctl_at_least kernel.pid_max "$need"
+	sysctl_at_least kernel.threads-max "$need"
+	# both servers listen with 4096 (the reference's SOMAXCONN)
+	sysctl_at_least net.core.somaxconn 4096
+	[ "$(ulimit -Hn)" -gt $((HOLD_CHUNK + 64)) ] ||
+	    die "the hard limit on open files ($(ulimit -Hn)) is below" \
+	    "a holder's $HOLD_CHUNK connections"
+}
+
+# Raise sysctl $1 to at least $2 for the run (when allowed); cleanup
+# restores it.
+sysctl_at_least() {
+	local f=/proc/sys/${1//.//} old
+	[ -r "$f" ] || return 0
 	old=$(cat "$f")
-	[ "$old" -lt "$HELD" ] || return 0
-	if echo "$HELD" >"$f" 2>/dev/null; then
-		SOMAXRESTORE=$old
-		say "set net.core.somaxconn=$HELD for the run"
+	[ "$old" -lt "$2" ] || return 0
+	if echo "$2" >"$f" 2>/dev/null; then
+		SYSCTL_OLD[$1]=$old
+		say "set $1=$2 (was $old) for the run"
+		note "The run raised $1 from $old to $2 and restored it after."
 	else
-		say "net.core.somaxconn is $old: -H may lose connections"
+		say "$1 is $old, below $2: the held series may stop short"
+		note "$1 was $old, below the $2 the held series wants," \
+		    "and could not be raised (not root)."
 	fi
 }
 
@@ -193,9 +254,12 @@ server_cmd() {
 	# the reference plus srvexample's per-child duties up to step N
 	step[0-6]) CMD=("$BINDIR/ladder" "$2" "${1#step}") ;;
 	heldref) CMD=("$BINDIR/refserver" "$2") ;;
-	heldsrv) CMD=("${srv[@]}" -o "max-children=$HELD" \
-	    -o "backlog=$((HELD > 65535 ? 65535 : HELD))" \
-	    -o max-per-source=0 -o timeout=120) ;;
+	# room for LEVEL held and 8 new clients, from HOLD_SOURCES
+	# addresses: per-source accounting stays on; the backlog of the
+	# reference; no held client times out during a level
+	heldsrv) CMD=("${srv[@]}" -o resolve=no \
+	    -o "max-children=$((LEVEL + 64))" -o max-per-source=256 \
+	    -o backlog=4096 -o timeout=1800) ;;
 	*)	die "unknown server kind $1" ;;
 	esac
 }
@@ -356,72 +420,377 @@ load_all() {
 	fi
 }
 
-# Wait up to $2 s for the "holding" line of loadgen in file $1.
-wait_holding() {
-	local i
-	for ((i = 0; i < $2 * 10; i++)); do
-		grep -q '^loadgen: holding' "$1" && return 0
-		kill -0 "$LOADPID" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
+# Print the number of children of process $1.
+nchildren() {
+	children "$1" | wc -w
 }
 
-# Wait until server $1 has $2 children or their count stops growing for 5 s.
+# Wait until server $1 has $2 children or their count stops growing for 5 s
+# (or 60 s pass).
 wait_children() {
 	local pid=$1 want=$2 n last=-1 still=0 i
 	for ((i = 0; i < 600; i++)); do
-		n=$(children "$pid" | wc -w)
-		[ "$n" -ge "$want" ] && break
+		n=$(nchildren "$pid")
+		[ "$n" -ge "$want" ] && return 0
 		if [ "$n" -eq "$last" ]; then
 			still=$((still + 1))
-			[ "$still" -ge 50 ] && break
+			[ "$still" -ge 50 ] && return 1
 		else
 			still=0
 		fi
 		last=$n
 		sleep 0.1
 	done
+	return 1
 }
 
-# Hold HELD idle connections to a fresh server kind $1, measure, then answer.
-held_test() {
-	local kind=$1 pid kids n priv rss avail0 avail1 out kv
-	local ok=0 errs=0 wrong=0 secs=0 p99=0
-	start_server "$kind"
-	pid=${PID[$kind]}
-	avail0=$(mem_available)
-	"$BINDIR/loadgen" -H "$HELD" -w 100 127.0.0.1 "${PORT[$kind]}" \
-	    >"$WORK/$kind.out" 2>"$WORK/$kind.err" &
-	LOADPID=$!
-	wait_holding "$WORK/$kind.err" 130 || say "$kind: loadgen did not hold"
-	wait_children "$pid" "$HELD"
-	kids=$(children "$pid")
-	n=$(echo "$kids" | wc -w)
-	# shellcheck disable=SC2086 # a list of pids
-	priv=$(private_kib $kids)
-	rss=$(rss_kib "$pid")
-	avail1=$(mem_available)
-	kill -USR1 "$LOADPID" 2>/dev/null || true
-	wait "$LOADPID" || true
-	LOADPID=
-	out=$(cat "$WORK/$kind.out")
+# Wait up to 10 s until server $1 is back to at most $2 children.
+wait_settled() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ "$(nchildren "$1")" -le "$2" ] && return 0
+		sleep 0.05
+	done
+	say "pid $1 still has more than $2 children after 10 s"
+}
+
+# Wait up to $3 s for holder $2 to write its "holding" line into file $1.
+wait_holding() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -qs '^loadgen: holding' "$1" && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# Hold $2 idle clients to server kind $1: holders of HOLD_CHUNK each, one
+# after the other, each once the server has a child for every client held
+# before.  Sets REACHED[$1] to the children alive; where a limit stops the
+# count short, says so in NOTES.
+hold_clients() {
+	local kind=$1 want=$2 pid=${PID[$1]} held=0 n h hp
+	HOLDERS[$kind]=
+	while [ "$held" -lt "$want" ]; do
+		n=$((want - held > HOLD_CHUNK ? HOLD_CHUNK : want - held))
+		h=$WORK/hold.$kind.$held
+		"$BINDIR/loadgen" -H "$n" -S "$HOLD_SOURCES" -w 3600 \
+		    127.0.0.1 "${PORT[$kind]}" >"$h.out" 2>"$h.err" &
+		hp=$!
+		HOLDERS[$kind]+=" $hp"
+		if ! wait_holding "$h.err" "$hp" 130; then
+			note "$(label "${kind#held}") at $want held: a holder" \
+			    "stopped: $(tr '\n' ' ' <"$h.err")"
+			break
+		fi
+		if grep -q '^loadgen: errors' "$h.err"; then
+			note "$(label "${kind#held}") at $want held:" \
+			    "$(grep -h '^loadgen: ' "$h.err" | tr '\n' ' ')"
+		fi
+		held=$((held + n))
+		if ! wait_children "$pid" "$held"; then
+			note "$(label "${kind#held}") at $want held: its children" \
+			    "stopped at $(nchildren "$pid") of $held held."
+			break
+		fi
+	done
+	REACHED[$kind]=$(nchildren "$pid")
+	say "$kind: $want held: ${REACHED[$kind]} children"
+}
+
+# Ask on every client held to kind $1 at once and wait for the holders;
+# sets ANSWERED[$1] to the right answers they got.
+release_clients() {
+	local kind=$1 p f kv ok=0
+	for p in ${HOLDERS[$kind]}; do
+		kill -USR1 "$p" 2>/dev/null || true
+	done
+	for p in ${HOLDERS[$kind]}; do
+		wait "$p" || true
+	done
+	HOLDERS[$kind]=
+	for f in "$WORK"/hold."$kind".*.out; do
+		[ -e "$f" ] || continue
+		for kv in $(<"$f"); do
+			case $kv in ok=*) ok=$((ok + ${kv#*=})) ;; esac
+		done
+	done
+	rm -f "$WORK"/hold."$kind".*
+	ANSWERED[$kind]=$ok
+}
+
+# Print the mean PSS and RSS in KiB of up to 8 children of process $1,
+# picked across its list of children.
+child_mem() {
+	local kids files=() n step i
+	read -r -a kids <<<"$(children "$1")"
+	n=${#kids[@]}
+	step=$((n > 8 ? n / 8 : 1))
+	for ((i = 0; i < n && ${#files[@]} < 8; i += step)); do
+		files+=("/proc/${kids[i]}/smaps_rollup")
+	done
+	[ ${#files[@]} -gt 0 ] || { echo "- -"; return; }
+	awk '/^Rss:/ { r += $2; n++ } /^Pss:/ { p += $2 }
+	    END { if (n) printf "%d %d\n", p / n, r / n; else print "- -" }' \
+	    "${files[@]}" 2>/dev/null || true
+}
+
+# Print the time process $1 has spent on a CPU so far, in ns.
+cpu_ns() {
+	local run _
+	read -r run _ <"/proc/$1/schedstat"
+	echo "$run"
+}
+
+# Run new clients at concurrency 8 against kind $1 while $2 are held, for
+# run $3; append "held kind run cps parent_us errors wrong" to HELDRUNS.  The
+# parent's CPU counts until its children are back to the held ones, so it
+# includes reaping the last new client.
+held_run() {
+	local kind=$1 level=$2 pid=${PID[$1]} t0 out kv conns=0 cps=0
+	local errs=0 wrong=0 us
+	t0=$(cpu_ns "$pid")
+	out=$("$BINDIR/loadgen" -c 8 -d "$SECS" 127.0.0.1 "${PORT[$kind]}" \
+	    2>>"$WORK/loadgen.err") || true
+	wait_settled "$pid" "${REACHED[$kind]}"
 	for kv in $out; do
 		case $kv in
-		ok=*) ok=${kv#*=} ;;
+		conns=*) conns=${kv#*=} ;;
+		cps=*) cps=${kv#*=} ;;
 		errors=*) errs=${kv#*=} ;;
 		wrong=*) wrong=${kv#*=} ;;
-		answer_secs=*) secs=${kv#*=} ;;
-		p99_us=*) p99=${kv#*=} ;;
 		esac
 	done
-	say "$kind: $n children, $priv KiB private, parent $rss KiB; $out"
-	grep '^loadgen: errors' "$WORK/$kind.err" >&2 || true
-	echo "$kind $HELD $n $ok $errs $wrong $priv $rss" \
-	    "$(((avail0 - avail1) / 1024)) $secs $p99" >>"$WORK/held.txt"
-	stop_server "$kind"
+	us=$(awk -v a="$t0" -v b="$(cpu_ns "$pid")" -v n="$conns" \
+	    'BEGIN { if (n > 0) printf "%.1f\n", (b - a) / n / 1000; else print "-" }')
+	echo "$level $kind $3 $cps $us $errs $wrong" >>"$HELDRUNS"
+	say "$(printf '%-7s held=%-5s run %s/%s: %s parent_us=%s' "$kind" \
+	    "$level" "$3" "$RUNS" "$out" "$us")"
 }
 
+# Enough memory for both servers to hold $1 clients (about 100 KiB each
+# with the kernel's share, 200 counted), and 1 GiB to spare?
+room_for() {
+	[ "$(mem_available)" -gt $((2 * $1 * 200 + 1048576)) ]
+}
+
+# One level of the held series: hold $1 idle clients to a fresh reference
+# and a fresh srvexample, measure new clients against both in turn, then
+# ask on every held client; append a line to held.txt.
+held_level() {
+	local level=$1 kinds=(heldref heldsrv) k r i avail mem
+	declare -gA REACHED ANSWERED SYS MEMC
+	LEVEL=$level
+	for k in "${kinds[@]}"; do
+		start_server "$k"
+	done
+	for k in "${kinds[@]}"; do
+		avail=$(mem_available)
+		hold_clients "$k" "$level"
+		SYS[$k]=-
+		[ "${REACHED[$k]}" -eq 0 ] ||
+		    SYS[$k]=$(((avail - $(mem_available)) / REACHED[$k]))
+		MEMC[$k]=$(child_mem "${PID[$k]}")
+	done
+	for k in "${kinds[@]}"; do
+		"$BINDIR/loadgen" -c 8 -n 200 127.0.0.1 "${PORT[$k]}" \
+		    >/dev/null 2>>"$WORK/loadgen.err" || true
+		wait_settled "${PID[$k]}" "${REACHED[$k]}"
+	done
+	for ((r = 1; r <= RUNS; r++)); do
+		for ((i = 0; i < 2; i++)); do
+			held_run "${kinds[(i + r + 1) % 2]}" "$level" "$r"
+		done
+	done
+	for k in "${kinds[@]}"; do
+		release_clients "$k"
+		stop_server "$k"
+		mem=${MEMC[$k]}
+		say "$k: $level held: ${ANSWERED[$k]} answered; child PSS, RSS" \
+		    "${mem% *}, ${mem#* } KiB; MemAvailable drop" \
+		    "${SYS[$k]} KiB per child"
+	done
+	echo "$level ${REACHED[heldref]} ${REACHED[heldsrv]}" \
+	    "${ANSWERED[heldref]} ${ANSWERED[heldsrv]} ${MEMC[heldref]}" \
+	    "${MEMC[heldsrv]} ${SYS[heldref]} ${SYS[heldsrv]}" >>"$WORK/held.txt"
+}
+
+# The held-load series over every level that fits in memory.
+held_series() {
+	local l
+	HELDRUNS=$OUTDIR/held-runs.dat
+	echo "# held kind run cps parent_us_per_client errors wrong" >"$HELDRUNS"
+	: >"$WORK/held.txt"
+	for l in $LEVELS; do
+		if ! room_for "$l"; then
+			note "$l held not run: MemAvailable" \
+			    "$(($(mem_available) / 1024)) MiB is too little."
+			continue
+		fi
+		held_level "$l"
+	done
+}
+
+# Print the median of field $3 (4 cps, 5 parent us) over the runs of held
+# kind $2 at level $1.
+held_median() {
+	awk -v l="$1" -v k="$2" -v f="$3" '$1 == l && $2 == k { print $f }' \
+	    "$HELDRUNS" | sort -n | awk '{ v[NR] = $1 }
+	    END {
+		if (NR == 0) print "-"
+		else if (NR % 2) print v[(NR + 1) / 2]
+		else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+	    }'
+}
+
+# Write held.dat: per level, the medians and the memory of both servers.
+write_held_dat() {
+	local l rr rs ar as pr rr_ ps rs_ sr ss
+	{
+		echo "# held ref_reached srv_reached ref_cps srv_cps ratio" \
+		    "ref_parent_us srv_parent_us ref_pss_kib ref_rss_kib" \
+		    "srv_pss_kib srv_rss_kib ref_sys_kib srv_sys_kib" \
+		    "ref_answered srv_answered"
+		while read -r l rr rs ar as pr rr_ ps rs_ sr ss; do
+			echo "$l $rr $rs $(held_median "$l" heldref 4)" \
+			    "$(held_median "$l" heldsrv 4)" \
+			    "$(ratio "$(held_median "$l" heldref 4)" \
+			    "$(held_median "$l" heldsrv 4)")" \
+			    "$(held_median "$l" heldref 5)" \
+			    "$(held_median "$l" heldsrv 5)" \
+			    "$pr $rr_ $ps $rs_ $sr $ss $ar $as"
+		done <"$WORK/held.txt"
+	} >"$OUTDIR/held.dat"
+}
+
+# Print the held-load table from held.dat.
+held_table() {
+	local l rr rs rc sc q ru su rp rrss sp srss rsys ssys ar as name
+	echo "| idle clients held | srvexample, new clients/s |" \
+	    "reference, new clients/s | ratio | parent µs per new client," \
+	    "srvexample | reference | KiB per held child, srvexample" \
+	    "(PSS / RSS / system) | reference | held clients answered," \
+	    "srvexample | reference |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	while read -r l rr rs rc sc q ru su rp rrss sp srss rsys ssys ar as; do
+		[ "$l" != "#" ] || continue
+		name=$l
+		[ "$rs" -ge "$l" ] || name="$name (srvexample $rs)"
+		[ "$rr" -ge "$l" ] || name="$name (reference $rr)"
+		echo "| $name | $sc | $rc | $q | $su | $ru |" \
+		    "$sp / $srss / $ssys | $rp / $rrss / $rsys | $as | $ar |"
+	done <"$OUTDIR/held.dat"
+}
+
+# Print the held series' section of RESULTS.md.
+held_results() {
+	local n
+	echo "New clients at concurrency 8 (\`loadgen -c 8\`, $SECS s," \
+	    "$RUNS runs alternating between the servers, medians; every" \
+	    "run: held-runs.dat) while N idle clients are held, each one a" \
+	    "live child: the reference (accept, fork, SIGCHLD ignored) and" \
+	    "srvexample (\`resolve no\`, \`max-children\` N + 64," \
+	    "\`max-per-source 256\`, \`backlog 4096\`, \`timeout 1800\`)" \
+	    "hold the same N at the same time.  The held clients come from" \
+	    "127.0.0.1-127.0.0.$HOLD_SOURCES, $HOLD_CHUNK per holder" \
+	    "process.  The parent's CPU is its run time in" \
+	    "/proc/PID/schedstat over a run (until its children are back" \
+	    "to the held ones) divided by the clients served.  A held" \
+	    "child's memory is the mean PSS and RSS of up to 8 of them" \
+	    "(smaps_rollup); \"system\" is the drop of MemAvailable while" \
+	    "that server's clients were being held, per child, the" \
+	    "kernel's share included (other work on the machine moves it)." \
+	    "Last, every held client sends its line and the right answers" \
+	    "are counted."
+	echo
+	held_table
+	echo
+	held_baseline
+	echo
+	echo "Targets (issue 13):"
+	echo
+	held_targets
+	for n in "${NOTES[@]}"; do
+		echo "- $n"
+	done
+	echo
+	echo "![new clients per second and the parent's CPU against" \
+	    "idle clients held](held.png)"
+	echo
+}
+
+# Print the target of issue 13 for the cost table and whether it holds.
+cost_target() {
+	local pf
+	pf=$(profile_median srv 3)
+	echo "Target (issue 13): srvexample's page faults per connection at" \
+	    "most the 33 before the parent's rewrite: $pf," \
+	    "$(verdict 'b <= 33' 0 "$pf")"
+	echo
+}
+
+# Print the held series of issue 13, measured before the parent's rewrite.
+held_baseline() {
+	echo "Before the parent's rewrite (issue 13, the same kind of machine," \
+	    "another day, \`max-children 12000\`):"
+	echo
+	echo "| idle clients held | srvexample, new clients/s |" \
+	    "reference, new clients/s | ratio |"
+	echo "|---:|---:|---:|---:|"
+	echo "| 0 | 4,348 | 5,816 | 0.75 |"
+	echo "| 3,000 | 1,706 | | |"
+	echo "| 8,000 | 428 | 4,860 | 0.09 |"
+	echo "| 9,000 | 292 | 4,748 | 0.06 |"
+}
+
+# Print the target of issue 13 for the held series and whether it holds.
+held_targets() {
+	local worst max reached answered
+	worst=$(awk '!/^#/ && $6 != "-" { if (w == "" || $6 < w) w = $6 }
+	    END { print (w == "") ? "-" : w }' "$OUTDIR/held.dat")
+	echo "- srvexample/reference >= 0.8 at every held level: lowest" \
+	    "$worst, $(verdict 'b >= 0.8' 0 "$worst")"
+	max=$(max_level)
+	read -r reached answered < <(awk -v m="$max" '$1 == m {
+	    print $3, $16 }' "$OUTDIR/held.dat")
+	echo "- $max held clients all answered by srvexample:" \
+	    "${reached:-0} children, ${answered:-0} answered," \
+	    "$(verdict 'a >= b && b > 0' "${answered:-0}" "$max")"
+}
+
+# Plot new clients per second and the parent's CPU against the clients held.
+held_plot() {
+	local dat=$OUTDIR/held.dat base=$WORK/held-baseline.dat
+	command -v gnuplot >/dev/null || return 0
+	[ -s "$dat" ] || return 0
+	printf '%s\n' "# held srv_cps ref_cps (issue 13, before)" \
+	    "0 4348 5816" "3000 1706 -" "8000 428 4860" "9000 292 4748" >"$base"
+	gnuplot <<PLOT
+set terminal pngcairo size 1100,500 font ",10"
+set output "$OUTDIR/held.png"
+set datafile missing "-"
+set multiplot layout 1,2 title "new clients at concurrency 8 while idle clients are held, loopback, $(machine)"
+set xlabel "idle clients held (each a live child)"
+set grid
+set key below
+set style data linespoints
+set linetype 1 lw 2 pt 7 ps 0.8
+set linetype 2 lw 2 pt 5 ps 0.8
+set linetype 3 lw 1 pt 6 ps 0.9 dt 2
+set linetype 4 lw 1 pt 4 ps 0.9 dt 2
+set ylabel "new clients per second (median)"
+set yrange [0:*]
+plot "$dat" using 1:4 title "reference fork server", \
+    '' using 1:5 title "srvexample", \
+    "$base" using 1:3 title "reference, before (issue 13)", \
+    '' using 1:2 title "srvexample, before (issue 13)"
+set ylabel "parent's CPU per new client, µs (median)"
+plot "$dat" using 1:7 title "reference fork server", \
+    '' using 1:8 title "srvexample"
+unset multiplot
+PLOT
+}
 # Tell whether perf(1) can count this user's software events.
 perf_works() {
 	command -v perf >/dev/null &&
@@ -437,11 +806,12 @@ perf_control() {
 }
 
 # Count the page faults and CPU time of server kind $1, its children
-# included, over PROFILE_CONNS connections at concurrency 8.  perf stat
-# starts with its counters off and counts only while the load runs, so
-# start-up and shutdown are left out.  Appends "kind faults cpu_us failed"
-# to profile.txt: the first two per connection, then the connections that
-# got no right answer (a row that counted failures is marked as such).
+# included, over PROFILE_CONNS connections at concurrency 8, for run $2.
+# perf stat starts with its counters off and counts only while the load
+# runs, so start-up and shutdown are left out.  Appends "kind run faults
+# cpu_us failed" to profile.txt: faults and CPU per connection, then the
+# connections that got no right answer (a row that counted failures is
+# marked as such).
 profile_kind() {
 	local kind=$1 out=$WORK/$1.perf cfd afd res kv failed=0
 	rm -f "$WORK/perf.ctl" "$WORK/perf.ack"
@@ -461,26 +831,61 @@ profile_kind() {
 	perf_control disable "$cfd" "$afd"
 	stop_server "$kind"		# perf stat writes $out as it exits
 	exec {cfd}>&- {afd}>&-
-	awk -F, -v k="$kind" -v n="$PROFILE_CONNS" -v f="$failed" '
+	awk -F, -v k="$kind" -v r="$2" -v n="$PROFILE_CONNS" -v f="$failed" '
 	    $3 == "page-faults" { pf = $1 }
 	    $3 == "task-clock" { ms = $1 }
-	    END { printf "%s %.1f %.0f %d\n", k, pf / n, ms * 1000 / n, f }' \
+	    END { printf "%s %d %.1f %.0f %d\n", k, r, pf / n, ms * 1000 / n, f }' \
 	    "$out" >>"$WORK/profile.txt"
-	say "$kind: $(tail -1 "$WORK/profile.txt" | cut -d' ' -f2-)" \
+	say "$kind run $2: $(tail -1 "$WORK/profile.txt" | cut -d' ' -f3-)" \
 	    "(faults, CPU us per connection, failed connections)"
 }
 
-# Print the per-connection cost table from profile.txt.
+# Print the median of field $2 (3 faults, 4 CPU us) over the profile runs of
+# kind $1.
+profile_median() {
+	awk -v k="$1" -v f="$2" '$1 == k { print $f }' "$WORK/profile.txt" |
+	    sort -n | awk '{ v[NR] = $1 }
+	    END {
+		if (NR == 0) print "-"
+		else if (NR % 2) print v[(NR + 1) / 2]
+		else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+	    }'
+}
+
+# Fill profile.txt: RUNS rounds of the cost of every kind, when perf counts.
+profile_all() {
+	local k r nc=srvnc
+	: >"$WORK/profile.txt"
+	[ "$PROFILE_CONNS" -gt 0 ] || return 0
+	if ! perf_works; then
+		say "perf missing or not allowed (apt-get install linux-perf):" \
+		    "no cost per connection"
+		return 0
+	fi
+	[ "$QUICK" = 0 ] || nc=
+	for ((r = 1; r <= RUNS; r++)); do
+		for k in ref $LADDER srv $nc srvnr; do
+			profile_kind "$k" "$r"
+		done
+	done
+}
+
+# Print the per-connection cost table from profile.txt: the median of the
+# runs of each kind, in the order they ran.
 profile_table() {
-	local k pf us failed ref name
-	ref=$(awk '$1 == "ref" { print $3 }' "$WORK/profile.txt")
+	local k ref us failed name
+	ref=$(profile_median ref 4)
 	echo "| server | page faults | CPU time (µs) | CPU / reference's |"
 	echo "|---|---:|---:|---:|"
-	while read -r k pf us failed; do
+	while read -r k; do
 		name=$(label "$k")
+		failed=$(awk -v k="$k" '$1 == k { s += $5 } END { print s + 0 }' \
+		    "$WORK/profile.txt")
 		[ "$failed" -eq 0 ] || name="$name ($failed failed)"
-		echo "| $name | $pf | $us | $(ratio "${ref:--}" "$us") |"
-	done <"$WORK/profile.txt"
+		us=$(profile_median "$k" 4)
+		echo "| $name | $(profile_median "$k" 3) | $us |" \
+		    "$(ratio "$ref" "$us") |"
+	done < <(awk '!seen[$1]++ { print $1 }' "$WORK/profile.txt")
 }
 
 # Say what the ladder's steps are.
@@ -590,21 +995,6 @@ memory_table() {
 		echo "| $(label "$k") | ${MEM[${k}_rss0]} | ${MEM[${k}_rss1]} |" \
 		    "${MEM[${k}_priv1]} | ${MEM[${k}_child]} |"
 	done
-}
-
-# Print the held-connections table.
-held_table() {
-	local k held n ok errs wrong priv rss drop secs p99
-	echo "| server | held | children | answered ok | errors | wrong |" \
-	    "children's private memory | per child | parent RSS |" \
-	    "MemAvailable drop | answer time | p99 |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	while read -r k held n ok errs wrong priv rss drop secs p99; do
-		echo "| $(label "${k#held}") | $held | $n | $ok | $errs |" \
-		    "$wrong | $((priv / 1024)) MiB |" \
-		    "$((n > 0 ? priv / n : 0)) KiB | $rss KiB | $drop MiB |" \
-		    "$secs s | $((p99 / 1000)) ms |"
-	done <"$WORK/held.txt"
 }
 
 # Print the display name of server kind $1.
@@ -732,23 +1122,19 @@ write_results() {
 		echo
 		memory_table
 		echo
-		if [ -s "$WORK/held.txt" ]; then
-			echo "$HELD idle connections held at once (srvexample:" \
-			    "\`max-children $HELD\`, \`backlog $HELD\`," \
-			    "\`max-per-source 0\`, \`timeout 120\`; the" \
-			    "reference listens with SOMAXCONN), then all answered:"
-			echo
-			held_table
-			echo
+		if [ -s "$OUTDIR/held.dat" ]; then
+			held_results
 		fi
 		if [ -s "$WORK/profile.txt" ]; then
 			echo "Cost per connection: the server and its children" \
 			    "together, counted by \`perf stat\` (page-faults," \
 			    "task-clock) over $PROFILE_CONNS connections at" \
-			    "concurrency 8, start-up and shutdown left out:"
+			    "concurrency 8, start-up and shutdown left out," \
+			    "median of $RUNS runs (resolve yes unless named):"
 			echo
 			profile_table
 			echo
+			cost_target
 			[ -z "$LADDER" ] || ladder_note
 		fi
 		error_notes
@@ -783,7 +1169,8 @@ main() {
 	KINDS="ref srv srvnr"
 	[ -x "$BINDIR/iterserver" ] && KINDS="$KINDS iter"
 	LADDER=
-	[ -x "$BINDIR/ladder" ] && LADDER="step0 step1 step2 step3 step4 step5 step6"
+	[ -x "$BINDIR/ladder" ] && [ "$QUICK" = 0 ] &&
+	    LADDER="step0 step1 step2 step3 step4 step5 step6"
 	declare -gA MEM
 	for k in $KINDS; do
 		start_server "$k"
@@ -799,22 +1186,12 @@ main() {
 	for k in $KINDS; do
 		stop_server "$k"
 	done
-	: >"$WORK/profile.txt"
-	if [ "$PROFILE_CONNS" -gt 0 ] && perf_works; then
-		for k in ref $LADDER srv srvnc srvnr; do
-			profile_kind "$k"
-		done
-	elif [ "$PROFILE_CONNS" -gt 0 ]; then
-		say "perf missing or not allowed (apt-get install linux-perf):" \
-		    "no cost per connection"
-	fi
-	: >"$WORK/held.txt"
-	if [ "$HELD" -gt 0 ]; then
-		held_test heldref
-		held_test heldsrv
-	fi
+	profile_all
+	held_series
 	write_dat
+	write_held_dat
 	plot
+	held_plot
 	write_results
 	cat "$OUTDIR/RESULTS.md"
 }

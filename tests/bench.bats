@@ -93,3 +93,35 @@ while True:
 	    fail "the wrong server did not start"
 	assert_load 20 conns=0 errors=0 wrong=20
 }
+
+# assert_row FILE PATTERN: FILE has a line matching the extended regex.
+assert_row() {
+	grep -Eq -- "$2" "$1" || fail "no line like /$2/ in $1: $(cat "$1")"
+}
+
+@test "bench: run.sh -q runs every part and writes the held-load and cost tables" {
+	[ -z "${SRVEXAMPLE_VALGRIND:-}" ] || skip "valgrind: the benchmark measures the real binary"
+	local out=$BATS_TEST_TMPDIR/out num='[0-9]+([.][0-9]+)?'
+	run "${top_srcdir:-$BATS_TEST_DIRNAME/..}/bench/run.sh" -q -b "$BENCH" \
+	    -o "$out" "$SRVEXAMPLE"
+	[ "$status" -eq 0 ] || fail "run.sh -q failed: $output"
+	# one row per held level: both servers measured, and at 100 held
+	# every held child answered
+	assert_row "$out/RESULTS.md" '^\| idle clients held \| srvexample, new clients/s \| reference, new clients/s \| ratio \|'
+	assert_row "$out/RESULTS.md" "^\\| 0 \\| $num \\| $num \\| $num \\| $num \\| $num \\|"
+	assert_row "$out/RESULTS.md" "^\\| 100 \\| $num \\| $num \\| $num \\| $num \\| $num \\| $num / $num / -?$num \\| $num / $num / -?$num \\| 100 \\| 100 \\|$"
+	assert_row "$out/RESULTS.md" '^- 100 held clients all answered by srvexample: 100 children, 100 answered, met$'
+	run awk '!/^#/ { print NF }' "$out/held.dat"
+	assert_output $'16\n16'
+	run awk '!/^#/ { print $2 }' "$out/held-runs.dat"
+	assert_output $'heldref\nheldsrv\nheldref\nheldsrv'
+	if command -v perf >/dev/null &&
+	    perf stat -e page-faults -o /dev/null true 2>/dev/null; then
+		assert_row "$out/RESULTS.md" "^\\| reference \\(fork\\) \\| $num \\| $num \\| 1.00 \\|$"
+		assert_row "$out/RESULTS.md" "^\\| srvexample \\| $num \\| $num \\| $num \\|$"
+		assert_row "$out/RESULTS.md" "^Target \\(issue 13\\): srvexample's page faults per connection"
+	fi
+	if command -v gnuplot >/dev/null; then
+		[ -s "$out/held.png" ] || fail "no held.png"
+	fi
+}
