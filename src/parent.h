@@ -17,6 +17,12 @@
  * once per child with its pid, where SIGCHLD would be merged. */
 #define SE_EXIT_SIGNAL	SIGRTMIN
 
+/* table.c: zeroed memory for the parent's tables, which fork(2) does not
+ * copy into any child (MADV_DONTFORK): a child that touched it would fault. */
+void	*table_alloc(size_t, size_t);
+void	*table_resize(void *, size_t, size_t, size_t);
+void	 table_free(void *, size_t, size_t);
+
 /* heap.c: an indexed min-heap of (key, id); the owner of the ids is told
  * each id's position, so that any element can be removed in O(log n). */
 struct heap_node {
