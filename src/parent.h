@@ -2,8 +2,9 @@
  * parent.h: what only the parent process has: its loop, the table of live
  * children, the per-source state and the admission policy.  A child never
  * reads any of it (it leaves through child_main() right after fork), so
- * nothing here is shared across the fork boundary; srvexample.h holds what
- * both sides use.
+ * nothing here is shared across the fork boundary, and the tables that grow
+ * with the children (table.c) are not even mapped in a child; srvexample.h
+ * holds what both sides use.
  */
 #ifndef PARENT_H
 #define PARENT_H
