@@ -79,9 +79,10 @@ bypid_grow(struct children *t, uint32_t cap)
 {
 	uint32_t	*h, i;
 
-	if ((h = calloc((size_t)cap * 2, sizeof(*h))) == NULL)
+	if ((h = table_alloc((size_t)cap * 2, sizeof(*h))) == NULL)
 		return -1;
-	free(t->bypid);
+	if (t->bypid != NULL)
+		table_free(t->bypid, (size_t)t->bypid_mask + 1, sizeof(*h));
 	t->bypid = h;
 	t->bypid_mask = cap * 2 - 1;
 	for (i = 0; i < t->cap; i++)
@@ -99,9 +100,8 @@ free_slot(struct children *t)
 
 	if (t->freelist == 0) {
 		cap = t->cap == 0 ? 64 : t->cap * 2;
-		if ((v = reallocarray(t->v, cap, sizeof(*v))) == NULL)
+		if ((v = table_resize(t->v, t->cap, cap, sizeof(*v))) == NULL)
 			return -1;
-		memset(v + t->cap, 0, (cap - t->cap) * sizeof(*v));
 		for (i = cap; i-- > t->cap;) {
 			v[i].nextfree = t->freelist;
 			t->freelist = i + 1;
@@ -257,8 +257,10 @@ children_signal_all(struct children *t, int sig)
 void
 children_free(struct children *t)
 {
-	free(t->v);
-	free(t->bypid);
+	table_free(t->v, t->cap, sizeof(*t->v));
+	if (t->bypid != NULL)
+		table_free(t->bypid, (size_t)t->bypid_mask + 1,
+		    sizeof(*t->bypid));
 	heap_free(&t->deadlines);
 	memset(t, 0, sizeof(*t));
 }

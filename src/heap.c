@@ -60,7 +60,7 @@ heap_push(struct heap *h, uint32_t id, int64_t key)
 
 	if (h->n == h->cap) {
 		cap = h->cap == 0 ? 64 : h->cap * 2;
-		if ((v = reallocarray(h->v, cap, sizeof(*v))) == NULL)
+		if ((v = table_resize(h->v, h->cap, cap, sizeof(*v))) == NULL)
 			return -1;
 		h->v = v;
 		h->cap = cap;
@@ -96,7 +96,7 @@ heap_top(const struct heap *h)
 void
 heap_free(struct heap *h)
 {
-	free(h->v);
+	table_free(h->v, h->cap, sizeof(*h->v));
 	h->v = NULL;
 	h->n = h->cap = 0;
 }

@@ -2,8 +2,9 @@
  * parent.h: what only the parent process has: its loop, the table of live
  * children, the per-source state and the admission policy.  A child never
  * reads any of it (it leaves through child_main() right after fork), so
- * nothing here is shared across the fork boundary; srvexample.h holds what
- * both sides use.
+ * nothing here is shared across the fork boundary, and the tables that grow
+ * with the children (table.c) are not even mapped in a child; srvexample.h
+ * holds what both sides use.
  */
 #ifndef PARENT_H
 #define PARENT_H
@@ -16,6 +17,12 @@
 /* The signal a child's exit sends the parent: a realtime signal, queued
  * once per child with its pid, where SIGCHLD would be merged. */
 #define SE_EXIT_SIGNAL	SIGRTMIN
+
+/* table.c: zeroed memory for the parent's tables, which fork(2) does not
+ * copy into any child (MADV_DONTFORK): a child that touched it would fault. */
+void	*table_alloc(size_t, size_t);
+void	*table_resize(void *, size_t, size_t, size_t);
+void	 table_free(void *, size_t, size_t);
 
 /* heap.c: an indexed min-heap of (key, id); the owner of the ids is told
  * each id's position, so that any element can be removed in O(log n). */

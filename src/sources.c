@@ -29,13 +29,14 @@ idle_moved(void *ctx, uint32_t id, size_t pos)
 	t->v[id].heappos = (uint32_t)pos;
 }
 
-/* Allocate the table; its pages become resident only as entries are used. */
+/* Allocate the table, out of the children's reach (table.c); its pages
+ * become resident only as entries are used. */
 int
 sources_init(struct sources *t)
 {
 	memset(t, 0, sizeof(*t));
-	if ((t->v = calloc(SOURCES_MAX, sizeof(*t->v))) == NULL ||
-	    (t->bucket = calloc(NBUCKETS, sizeof(*t->bucket))) == NULL) {
+	if ((t->v = table_alloc(SOURCES_MAX, sizeof(*t->v))) == NULL ||
+	    (t->bucket = table_alloc(NBUCKETS, sizeof(*t->bucket))) == NULL) {
 		sources_free(t);
 		return -1;
 	}
@@ -48,8 +49,8 @@ sources_init(struct sources *t)
 void
 sources_free(struct sources *t)
 {
-	free(t->v);
-	free(t->bucket);
+	table_free(t->v, SOURCES_MAX, sizeof(*t->v));
+	table_free(t->bucket, NBUCKETS, sizeof(*t->bucket));
 	heap_free(&t->idle);
 	t->v = NULL;
 	t->bucket = NULL;

@@ -401,3 +401,35 @@ cpu_per_client() {
 	run awk '$1 == "waitid" { print $2 }' "$BATS_TEST_TMPDIR/strace.out"
 	assert_output 100
 }
+
+# newest_child: the pid of the daemon's latest child, once it serves (its
+# title names the client).
+newest_child() {
+	local pid
+	pid=$(pgrep -n -P "$DAEMON_PID") || return 1
+	wait_until "grep -q client /proc/$pid/cmdline" 10 || return 1
+	printf '%s\n' "$pid"
+}
+
+# anon_kb PID: the anonymous memory PID maps, in kB (pages it shares with
+# the parent since the fork included).
+anon_kb() {
+	awk '$1 == "Anonymous:" { print $2 }' "/proc/$1/smaps_rollup"
+}
+
+@test "scale: a child maps none of the parent's tables: its anonymous memory is the same with 1 and 2,000 children alive" {
+	[ -r /proc/self/smaps_rollup ] || skip "no /proc/PID/smaps_rollup on this kernel"
+	start_daemon -o resolve=no -o max-per-source=0 -o max-children=2100 \
+	    -o timeout=300
+	hold_many 1
+	local first few last many
+	first=$(newest_child) || fail "no child for the held client"
+	few=$(anon_kb "$first")
+	hold_many 2000
+	last=$(newest_child) || fail "no child for the last held client"
+	many=$(anon_kb "$last")
+	echo "# a child's anonymous memory: ${few} kB with 1 child, ${many} kB with 2001" >&3
+	# the parent's tables for 2,000 children are some 200 kB
+	[ "$many" -le $((few + 32)) ] ||
+	    fail "a child maps ${few} kB with 1 child alive, ${many} kB with 2001"
+}
