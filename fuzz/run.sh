@@ -67,7 +67,7 @@ sources() {
 	session) echo "fuzz/fuzz_session.c src/session.c src/clock.c" ;;
 	conf) echo "fuzz/fuzz_conf.c src/conf.c src/addr.c src/log.c src/ratelimit.c" ;;
 	proxy) echo "fuzz/fuzz_proxy.c src/proxy.c" ;;
-	policy) echo "fuzz/fuzz_policy.c src/policy.c src/sources.c src/heap.c src/conf.c src/addr.c src/log.c src/ratelimit.c" ;;
+	policy) echo "fuzz/fuzz_policy.c src/policy.c src/sources.c src/heap.c src/table.c src/conf.c src/addr.c src/log.c src/ratelimit.c" ;;
 	esac
 }
 ldflags() {
