@@ -446,7 +446,7 @@ EOF
 
 # ns PROGRAM ARGS...: run it in the test's network (and mount) namespace.
 ns() {
-	nsenter -t "$NS_PID" -n -m -- "$@"
+	nsenter -t "$NS_PID" -n -m -r -w -- "$@"
 }
 
 # f2b CLIENT-ARGS...: fail2ban-client on the test's server.
@@ -477,12 +477,12 @@ banned() {
 	# Clients, free_port and the daemon all run in it.
 	cat >"$BATS_TEST_TMPDIR/python-ns" <<EOF
 #!/bin/sh
-exec nsenter -t $NS_PID -n -m -- $PYTHON "\$@"
+exec nsenter -t $NS_PID -n -m -r -w -- $PYTHON "\$@"
 EOF
 	chmod +x "$BATS_TEST_TMPDIR/python-ns"
 	PYTHON=$BATS_TEST_TMPDIR/python-ns
 	# shellcheck disable=SC2034 # read by start_daemon
-	DAEMON_PREFIX=(nsenter -t "$NS_PID" -n -m --)
+	DAEMON_PREFIX=(nsenter -t "$NS_PID" -n -m -r -w --)
 	start_daemon -o deny=127.0.0.7 -o resolve=no
 	assert_serves
 

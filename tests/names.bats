@@ -37,7 +37,7 @@ setup() {
 	printf 'nameserver 127.0.0.53\n' >"$NS_DIR/resolv.conf"
 	hosts_line 'files myhostname mymachines dns'
 	start_namespace
-	IN_NS=(nsenter -t "$NS_PID" -n -m --)
+	IN_NS=(nsenter -t "$NS_PID" -n -m -r -w --)
 	# shellcheck disable=SC2034 # start_daemon's (test_helper.bash)
 	DAEMON_PREFIX=("${IN_NS[@]}")
 }
