@@ -79,11 +79,21 @@ hosts_line() {
 # start_namespace: a process holding a network and mount namespace where lo
 # is up and the three files are the test's; sets NS_PID.
 start_namespace() {
+	# A file may be missing (debootstrap minbase has no /etc/hosts): then,
+	# in this namespace only, /etc is a copy in which it is created.
 	unshare --mount --net --propagation private -- sh -c '
-		ip link set lo up &&
-		mount --bind "$1/hosts" /etc/hosts &&
-		mount --bind "$1/resolv.conf" /etc/resolv.conf &&
-		mount --bind "$1/nsswitch.conf" /etc/nsswitch.conf &&
+		ip link set lo up || exit 1
+		for f in hosts resolv.conf nsswitch.conf; do
+			[ -e "/etc/$f" ] && continue
+			mkdir -p "$1/etc" && cp -a /etc/. "$1/etc/" &&
+			    mount --bind "$1/etc" /etc || exit 1
+			break
+		done
+		for f in hosts resolv.conf nsswitch.conf; do
+			[ -e "/etc/$f" ] || { rm -f "/etc/$f" && : >"/etc/$f"; } ||
+			    exit 1
+			mount --bind "$1/$f" "/etc/$f" || exit 1
+		done
 		: >"$1/ns.ready" && exec sleep 3600' sh "$NS_DIR" 3>&- &
 	NS_PID=$!
 	ns_track "$NS_PID"
