@@ -17,14 +17,6 @@ teardown() {
 	common_teardown
 }
 
-# need COMMAND...: skip the test when a command is missing.
-need() {
-	local cmd
-	for cmd; do
-		command -v "$cmd" >/dev/null 2>&1 || skip "$cmd not installed"
-	done
-}
-
 # notify_listen SOCKET: receive sd_notify datagrams into $NOTES.
 notify_listen() {
 	"$PYTHON" "$BATS_TEST_DIRNAME/notify_listener.py" "$1" "$NOTES" 60 \

@@ -20,14 +20,6 @@ load test_helper
 
 # -- helpers local to this file (test_helper.bash has the shared ones) --------
 
-# need COMMAND...: skip the test when a command is missing.
-need() {
-	local cmd
-	for cmd; do
-		command -v "$cmd" >/dev/null 2>&1 || skip "$cmd not installed"
-	done
-}
-
 # start_load: a steady load on PORT until stop_load: 4 clients at a time, one
 # after another, each checked for its exact answer.  The counts so far are in
 # $LOAD_PROGRESS (see load_count), the final report in $LOAD_OUT.

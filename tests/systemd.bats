@@ -19,14 +19,6 @@ teardown() {
 	common_teardown
 }
 
-# need COMMAND...: skip the test when a command is missing.
-need() {
-	local cmd
-	for cmd; do
-		command -v "$cmd" >/dev/null 2>&1 || skip "$cmd not installed"
-	done
-}
-
 # daemon_args: the srvexample command line (after any wrapper) for a daemon
 # started here by hand; as root, a user to drop to, as start_daemon does.
 daemon_args() {

@@ -41,6 +41,7 @@
 #	proc_field PID N		field N of /proc/PID/stat (3 = state)
 #	proc_status PID KEY		value of KEY: in /proc/PID/status
 #	require_root / require_ipv6	skip with a reason
+#	need COMMAND...		skip when a command is missing
 #	track_pid PID			teardown stops PID (and checks it is gone)
 #	client [ARGS...]		tests/client.py --port $PORT ARGS
 #	client_bg FILE [ARGS...]	the same in the background; sets CLIENT_BG_PID
@@ -298,6 +299,14 @@ wait_until() {
 # require_root: skip unless uid 0.
 require_root() {
 	[ "$(id -u)" = 0 ] || skip "needs root"
+}
+
+# need COMMAND...: skip the test when a command is missing.
+need() {
+	local cmd
+	for cmd; do
+		command -v "$cmd" >/dev/null 2>&1 || skip "$cmd not installed"
+	done
 }
 
 # require_ipv6: skip unless ::1 can be bound.
