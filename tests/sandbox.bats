@@ -10,21 +10,10 @@ load test_helper
 
 PROBE=${top_builddir:-$TESTS_DIR/..}/tests/sandbox-probe
 
-# config_h: the build's config.h, if it can be found.
-config_h() {
-	local f
-	for f in "${top_builddir:-}/config.h" "$TESTS_DIR/../config.h"; do
-		[ -f "$f" ] && printf '%s\n' "$f" && return 0
-	done
-	return 1
-}
-
 # require_sandbox: skip unless this build has the seccomp sandbox.
 require_sandbox() {
-	local h
-	h=$(config_h) || skip "no config.h found (set top_builddir)"
-	grep -q '^#define HAVE_SECCOMP 1' "$h" || skip "built without seccomp"
-	! grep -q '^#define SANITIZERS 1' "$h" || skip "sanitizer build: sandbox off"
+	local why
+	why=$(sandbox_off) && skip "$why"
 	[ -x "$PROBE" ] || fail "no probe at $PROBE (make check builds it)"
 }
 

@@ -319,6 +319,7 @@ drain_test() {
 # -- a storm of signals ------------------------------------------------------------------
 
 @test "signal storm: 200 HUP/USR1 while 300 clients are served loses no client and no count" {
+	skip_under_valgrind_load
 	world_conf ''
 	start_daemon -o resolve=no
 	load_out=$BATS_TEST_TMPDIR/load.out
@@ -363,6 +364,7 @@ drain_test() {
 }
 
 @test "signal storm: SIGTERM in the middle of a load drains cleanly" {
+	skip_under_valgrind_load
 	start_daemon -o resolve=no -o grace=5
 	load_out=$BATS_TEST_TMPDIR/load.out
 	client --repeat 2000 --parallel 4 --timeout 10 --ignore-errors \

@@ -309,6 +309,33 @@ need() {
 	done
 }
 
+# sandbox_off: print why this build has no seccomp sandbox and succeed, or
+# fail when it has one (a sanitizer build turns it off).
+sandbox_off() {
+	local f h=
+	for f in "${top_builddir:-}/config.h" "$TESTS_DIR/../config.h"; do
+		[ -f "$f" ] && h=$f && break
+	done
+	if [ -z "$h" ]; then
+		echo "no config.h found (set top_builddir)"
+	elif ! grep -q '^#define HAVE_SECCOMP 1' "$h"; then
+		echo "built without seccomp"
+	elif grep -q '^#define SANITIZERS 1' "$h"; then
+		echo "sanitizer build: sandbox off"
+	else
+		return 1
+	fi
+}
+
+# skip_under_valgrind_load: skip a load test (hundreds of clients, or a
+# deadline of seconds) under valgrind, whose children run tens of times
+# slower on two cores: it measures valgrind's capacity, not memory errors.
+# These tests run in make check and in the sanitizer build.
+skip_under_valgrind_load() {
+	[ -z "${SRVEXAMPLE_VALGRIND:-}" ] ||
+	    skip "load test: not under valgrind (make check and the sanitizer build run it)"
+}
+
 # require_ipv6: skip unless ::1 can be bound.
 require_ipv6() {
 	"$PYTHON" -c 'import socket; s = socket.socket(socket.AF_INET6); s.bind(("::1", 0))' \
