@@ -169,6 +169,7 @@ EOF
 }
 
 @test "flood: 200 clients at once are all answered or cleanly refused" {
+	skip_under_valgrind_load
 	start_daemon -o resolve=no
 	run flood 200
 	assert_success
