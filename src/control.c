@@ -53,6 +53,22 @@ swap_str(char **a, char **b)
 }
 
 /*
+ * resolve yes needs the resolver process, which only start-up makes, before
+ * the parent's filter and any chroot: forked later, it would inherit a filter
+ * under which no NSS module loads.  Without one, clients stay logged by
+ * address.
+ */
+static void
+keep_resolve(const struct conf *old, struct conf *new)
+{
+	if (!new->resolve || resolver_fd() != -1)
+		return;
+	if (!old->resolve)
+		log_warnx("resolve changed: takes effect after a restart");
+	new->resolve = 0;
+}
+
+/*
  * Keep the running values of keywords that only a restart can change, and say
  * so for each that the new file changes.
  */
@@ -180,6 +196,7 @@ control_reload(struct server *s)
 		s->buf = nbuf;
 	}
 	keep_restart_only(ctx->conf, &new);
+	keep_resolve(ctx->conf, &new);
 	if (new.defer_accept != ctx->conf->defer_accept)
 		listen_defer(ctx->lfd, ctx->nlfd, new.defer_accept);
 	if (new.log != ctx->conf->log || new.log_facility != ctx->conf->log_facility)

@@ -116,6 +116,19 @@ bad() {
 	assert_serves
 }
 
+@test "keywords: resolve yes needs a restart when started with resolve no (no resolver runs)" {
+	printf '%s\n' 'resolve no' >"$BATS_TEST_TMPDIR/srvexample.conf"
+	start_daemon
+	[ -z "$(children_of "$DAEMON_PID")" ] || fail "a resolver runs with resolve no"
+	printf '%s\n' 'resolve yes' >"$BATS_TEST_TMPDIR/srvexample.conf"
+	signal_daemon HUP
+	wait_for_log '^configuration reloaded'
+	[ "$(log_count '^resolve changed: takes effect after a restart$')" -eq 1 ]
+	# And the client is logged by address, as the log line says.
+	assert_serves
+	wait_for_log '^Connection from 127\.0\.0\.1 \[127\.0\.0\.1\] '
+}
+
 # metrics_dir: sets MDIR, a directory the daemon's user can write, and MFILE.
 metrics_dir() {
 	make_world_tmpdir
