@@ -90,7 +90,7 @@ reset_signals(void)
  * The client's name for the log: asked of the resolver process (names.c),
  * at most NAMES_WAIT_MS and inside the client's timeout, else the address.
  * A PTR name that does not map back to the address is not used; with -v one
- * line says so.  The resolver's socket is closed before a byte from the
+ * line says so, and one that the name came from the parent's memory.  The resolver's socket is closed before a byte from the
  * client is read (behind a balancer, before the line is).
  */
 static void
@@ -113,6 +113,8 @@ client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
 	}
 	if (a == NULL)
 		return;
+	if (cx->remembered)
+		log_debug("name of %s from the cache", ip);
 	if (a->status == NAME_CONFIRMED)
 		strlcpy(name, a->name, len);
 	else if (a->status == NAME_UNCONFIRMED)
@@ -159,7 +161,7 @@ child_ctx_init(struct child_ctx *cx, int fd, const struct sockaddr_storage *peer
 {
 	*cx = (struct child_ctx){ .fd = fd, .peer = peer, .ip = ip,
 	    .conf = conf, .buf = buf, .start = start, .ctl = -1, .name = NULL,
-	    .namefd = -1, .nocache = 0 };
+	    .namefd = -1, .nocache = 0, .remembered = 0 };
 }
 
 /* Serve the client of cx and exit with the outcome as status. */

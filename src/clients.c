@@ -90,16 +90,31 @@ clients_refuse_busy(struct server *s, int fd, const struct sockaddr_storage *ss,
 }
 
 /*
- * Who names the client: the resolver process, asked by the child.  Behind
- * a balancer the real client is known only to the child, from a header its
- * client sent: the resolver looks that up too, but does not remember it.
+ * Who names the client: the parent, when the resolver told it the name of
+ * that address within resolve-cache (known, in the parent's frame, which
+ * the child's copy of it keeps); else the resolver process, asked by the
+ * child.  Behind a balancer the real client is known only to the child,
+ * from a header its client sent: the resolver looks that up too, but does
+ * not remember it.
  */
 static void
-spawn_name(struct server *s, struct child_ctx *cx, int proxy)
+spawn_name(struct server *s, struct child_ctx *cx, int proxy,
+    struct names_answer *known, int64_t now)
 {
+	struct names_query	 q;
+
 	cx->name = NULL;
+	cx->remembered = 0;
 	cx->namefd = s->conf->resolve ? resolver_fd() : -1;
 	cx->nocache = proxy || s->conf->resolve_cache == 0;
+	if (cx->namefd == -1 || cx->nocache)
+		return;
+	names_query_init(&q, cx->peer);
+	if (namecache_get(&q, now, known)) {
+		cx->name = known;
+		cx->remembered = 1;
+		cx->namefd = -1;	/* nothing to ask: not inherited */
+	}
 }
 
 /* Watch fd in the loop's epoll set as tag | index; -1 (logged) on error. */
@@ -175,6 +190,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
     const struct decision *d, int64_t now)
 {
 	struct child_ctx	 cx;
+	struct names_answer	 known;
 	struct source		*src = NULL;
 	char			 ip[INET6_ADDRSTRLEN];
 	int			 sv[2] = { -1, -1 }, slot;
@@ -187,7 +203,7 @@ spawn(struct server *s, int fd, const struct sockaddr_storage *ss,
 	}
 	child_ctx_init(&cx, fd, ss, addr_ntop(ss, ip, sizeof(ip)), s->conf,
 	    s->buf, now);
-	spawn_name(s, &cx, d == NULL);
+	spawn_name(s, &cx, d == NULL, &known, now);
 	if (d != NULL || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
 	    SOCK_NONBLOCK, 0, sv) == 0) {
 		cx.ctl = sv[1];

@@ -1,16 +1,19 @@
 /*
- * namecache.c: the resolver process's memory of the names it looked up
- * (resolve-cache), so that a client that comes back costs its child one
- * question and no lookup.  Only the resolver writes it, with what it found
- * itself: a child names an address, never an answer, so no client can
- * choose what is remembered.  The callers (resolver.c's threads) hold one
- * lock around every call.
+ * namecache.c: the memory of the names the resolver looked up
+ * (resolve-cache), so that a client that comes back costs no lookup.  Two
+ * processes keep one each: the resolver, which answers a child's question
+ * from it, and the parent, which hands a known name to the child at its
+ * fork, so that the child asks nothing.  Both are written with what the
+ * resolver found itself (the parent's from resolver.c's reports): a child
+ * names an address, never an answer, so no client can choose what is
+ * remembered.  The resolver's callers (its threads) hold one lock around
+ * every call; the parent has one thread.
  *
  * A hash of NAMECACHE_SIZE entries keyed by the address (with a random
  * seed, so that no client can aim at one bucket), probed over PROBES
  * entries; a new name takes a free or stale entry there, else the one that
- * expires soonest.  Static and zero: resident only as far as entries are
- * used.
+ * expires soonest.  Zeroed memory of its own, resident only as far as
+ * entries are used, and not inherited by children (table.c).
  */
 #include <sys/types.h>
 
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "srvexample.h"
+#include "parent.h"
 
 #define NAMECACHE_SIZE	4096	/* a power of two */
 #define PROBES		8
@@ -29,8 +33,21 @@ struct name_entry {
 	struct names_answer	 answer;
 };
 
-static struct name_entry names[NAMECACHE_SIZE];
+static struct name_entry *names;	/* NULL: none yet, nothing known */
 static uint32_t		 seed;
+
+/* Make the memory, once per process that keeps names; -1 (logged) when
+ * there is none: names are then looked up every time. */
+int
+namecache_init(void)
+{
+	if (names == NULL &&
+	    (names = table_alloc(NAMECACHE_SIZE, sizeof(*names))) == NULL) {
+		log_warn("resolve-cache: no memory");
+		return -1;
+	}
+	return 0;
+}
 
 /* Where q's address is looked for first. */
 static uint32_t
@@ -61,8 +78,11 @@ int
 namecache_get(const struct names_query *q, int64_t now, struct names_answer *a)
 {
 	struct name_entry	*e;
-	uint32_t		 h = home(q), i;
+	uint32_t		 h, i;
 
+	if (names == NULL)
+		return 0;
+	h = home(q);
 	for (i = 0; i < PROBES; i++) {
 		e = &names[(h + i) & (NAMECACHE_SIZE - 1)];
 		if (e->expires > now && same(e, q)) {
@@ -79,8 +99,11 @@ namecache_put(const struct names_query *q, const struct names_answer *a,
     int64_t expires)
 {
 	struct name_entry	*e, *victim = NULL;
-	uint32_t		 h = home(q), i;
+	uint32_t		 h, i;
 
+	if (names == NULL)
+		return;
+	h = home(q);
 	for (i = 0; i < PROBES; i++) {
 		e = &names[(h + i) & (NAMECACHE_SIZE - 1)];
 		if (e->expires != 0 && same(e, q)) {
@@ -102,6 +125,8 @@ namecache_clear(void)
 {
 	size_t	 i;
 
+	if (names == NULL)
+		return;
 	for (i = 0; i < NAMECACHE_SIZE; i++)
 		if (names[i].expires != 0)	/* unused pages stay untouched */
 			names[i].expires = 0;

@@ -118,13 +118,14 @@ names_lookup(const struct names_query *q, struct names_answer *a)
 	a->status = confirm(q, host);
 }
 
-/* Is the answer one the resolver could have sent? */
-static int
-answer_valid(const struct names_answer *a, ssize_t n)
+/* Is the answer one the resolver could have sent: a known status, and a
+ * name of printable characters ending within its room? */
+int
+names_answer_valid(const struct names_answer *a)
 {
 	size_t	 i;
 
-	if (n != (ssize_t)sizeof(*a) || a->status > NAME_UNCONFIRMED)
+	if (a->status > NAME_UNCONFIRMED)
 		return 0;
 	for (i = 0; i < sizeof(a->name) && a->name[i] != '\0'; i++)
 		if (a->name[i] < 0x20 || a->name[i] > 0x7e)
@@ -195,5 +196,5 @@ names_ask(int fd, const struct sockaddr_storage *ss, int nocache,
 		rv = rv == -1 && errno != EINTR ? -1 : 0;
 	}
 	close(sv[0]);
-	return answer_valid(a, n) ? 0 : -1;
+	return n == (ssize_t)sizeof(*a) && names_answer_valid(a) ? 0 : -1;
 }

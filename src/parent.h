@@ -207,6 +207,7 @@ struct server {
 #define EV_CTL		(4ULL << 32)
 #define EV_LINGER	(5ULL << 32)
 #define EV_AGENT	(7ULL << 32)
+#define EV_NAMES	(8ULL << 32)
 #define EV_TAG(d)	((d) & ~0xffffffffULL)
 #define EV_INDEX(d)	((uint32_t)(d))
 

@@ -14,7 +14,12 @@
  * which installs its own filter (resolver-sandbox.c), then answers from
  * its cache (namecache.c) at once and hands misses to WORKERS threads over
  * a queue of QUEUE_MAX; a full queue is answered "no name" at once, and a
- * query older than the asker's bound is dropped unanswered.  A slow or
+ * query older than the asker's bound is dropped unanswered.  What a thread
+ * found and remembers it also reports to the parent, on a socketpair of
+ * their own that no child holds: the parent keeps the names too, and hands
+ * a known one to the next child from that address at its fork, which then
+ * asks nothing (a socketpair, a message with a descriptor and a wait saved
+ * per child).  A slow or
  * dead name server therefore holds threads, never a child past its bound,
  * and never a client whose name is remembered.  The supervisor is what the
  * parent reaps (SIGCHLD): restarted by a filtered parent it could not load
@@ -40,6 +45,7 @@
 #define WORKERS		4	/* lookups at once */
 #define QUEUE_MAX	64	/* misses waiting for a thread */
 #define RESTART_MS	1000	/* a worker is forked at most this often */
+#define REPORTS_MAX	64	/* reports the parent reads in one go */
 
 struct job {
 	struct names_query	 q;
@@ -49,6 +55,7 @@ struct job {
 
 /* The parent's side. */
 static int	 rsock[2] = { -1, -1 };	/* resolver 0, children 1 */
+static int	 lsock[2] = { -1, -1 };	/* its reports: resolver 0, parent 1 */
 static pid_t	 rpid = -1;
 
 /* The worker's side: the queue and the cache, under one lock. */
@@ -66,12 +73,27 @@ answer(int fd, const struct names_answer *a)
 	close(fd);
 }
 
+/* Tell the parent what was found for q and is remembered; best effort: a
+ * full socket loses the report, and the next child from there asks. */
+static void
+report(const struct names_query *q, const struct names_answer *a)
+{
+	struct names_learned	 l;
+
+	memset(&l, 0, sizeof(l));
+	l.q = *q;
+	l.a = *a;
+	l.ttl_ms = ttl * 1000;
+	(void)send(lsock[0], &l, sizeof(l), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* A thread: take a job, look it up, remember it, answer. */
 static void *
 worker_thread(void *arg)
 {
 	struct names_answer	 a;
 	struct job		 j;
+	int			 keep;
 
 	(void)arg;
 	for (;;) {
@@ -87,10 +109,14 @@ worker_thread(void *arg)
 			continue;
 		}
 		names_lookup(&j.q, &a);
+		keep = !j.q.nocache && ttl > 0 && a.status != NAME_FAILED;
 		pthread_mutex_lock(&lock);
-		if (!j.q.nocache && ttl > 0 && a.status != NAME_FAILED)
+		if (keep)
 			namecache_put(&j.q, &a, clock_ms() + ttl * 1000LL);
 		pthread_mutex_unlock(&lock);
+		if (keep)		/* first: the parent knows it before the
+					   asker goes on */
+			report(&j.q, &a);
 		answer(j.fd, &a);
 	}
 	return NULL;
@@ -186,6 +212,7 @@ worker_main(int s)
 	int		 i;
 
 	setproctitle("resolver worker");
+	(void)namecache_init();		/* before the filter: it maps memory */
 	if (resolver_sandbox() == -1 ||
 	    (!log_to_file() && setrlimit(RLIMIT_FSIZE, &zero) == -1))
 		_exit(1);
@@ -243,14 +270,32 @@ supervisor_main(int s)
 	}
 }
 
-/* Close every descriptor but stdio, a and b (-1: none). */
+/* Close both ends of a pair (-1: closed). */
 static void
-close_but(int a, int b)
+close_pair(int *p)
 {
-	int		 keep[2] = { a < b ? a : b, a < b ? b : a }, i;
+	if (p[0] != -1)
+		close(p[0]);
+	if (p[1] != -1)
+		close(p[1]);
+	p[0] = p[1] = -1;
+}
+
+/* Close every descriptor but stdio, a, b and c (-1: none). */
+static void
+close_but(int a, int b, int c)
+{
+	int		 keep[3] = { a, b, c }, t, i, j;
 	unsigned int	 lo = 3;
 
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++)		/* sort the three */
+		for (j = i + 1; j < 3; j++)
+			if (keep[j] < keep[i]) {
+				t = keep[i];
+				keep[i] = keep[j];
+				keep[j] = t;
+			}
+	for (i = 0; i < 3; i++) {
 		if (keep[i] < (int)lo)
 			continue;
 		if ((unsigned int)keep[i] > lo)
@@ -268,27 +313,31 @@ int
 resolver_start(const struct conf *c)
 {
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rsock) ==
-	    -1) {
+	    -1 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0, lsock) == -1) {
 		log_warn("resolver: socketpair");
+		close_pair(rsock);
 		return -1;
 	}
 	ttl = c->resolve_cache;
 	if ((rpid = fork()) == -1) {
 		log_warn("resolver: fork");
-		close(rsock[0]);
-		close(rsock[1]);
-		rsock[0] = rsock[1] = -1;
+		close_pair(rsock);
+		close_pair(lsock);
 		return -1;
 	}
 	if (rpid == 0) {
 		signal(SIGHUP, SIG_IGN);	/* the parent says "forget" */
 		signal(SIGINT, SIG_IGN);
 		signal(SIGUSR1, SIG_IGN);
-		close_but(rsock[0], log_fd());
+		close_but(rsock[0], lsock[0], log_fd());
 		supervisor_main(rsock[0]);
 	}
 	close(rsock[0]);
-	rsock[0] = -1;
+	close(lsock[0]);
+	rsock[0] = lsock[0] = -1;
+	if (namecache_init() == -1)	/* after the fork: not the resolver's */
+		close_pair(lsock);
 	return 0;
 }
 
@@ -305,14 +354,49 @@ resolver_pid(void)
 	return rpid;
 }
 
-/* SIGHUP: the resolver forgets every name and keeps new ones ttl seconds. */
+/* SIGHUP: the resolver forgets every name and keeps new ones ttl seconds;
+ * so does the parent. */
 void
 resolver_forget(int secs)
 {
 	struct names_query	 q = { .op = NAMES_OP_FORGET, .ttl = secs };
 
+	namecache_clear();
 	if (rsock[1] != -1)
 		(void)send(rsock[1], &q, sizeof(q), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* The parent's end of the resolver's reports (-1: none), for its loop. */
+int
+resolver_reports_fd(void)
+{
+	return lsock[1];
+}
+
+/*
+ * The resolver's reports are ready: remember each name for the children to
+ * come, at most REPORTS_MAX in one call so that the loop goes on.  What is
+ * not what the resolver sends is dropped.
+ */
+void
+resolver_reports(int64_t now)
+{
+	struct names_learned	 l;
+	ssize_t			 n;
+	int			 i;
+
+	for (i = 0; i < REPORTS_MAX; i++) {
+		if ((n = recv(lsock[1], &l, sizeof(l), MSG_DONTWAIT)) == -1 &&
+		    errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (n != (ssize_t)sizeof(l) || (l.q.family != AF_INET &&
+		    l.q.family != AF_INET6) || l.ttl_ms <= 0 ||
+		    !names_answer_valid(&l.a))
+			continue;
+		namecache_put(&l.q, &l.a, now + l.ttl_ms);
+	}
 }
 
 /*
@@ -332,7 +416,9 @@ resolver_reaped(pid_t pid, int code, int status)
 		    "logged by address", (long)pid, sigabbrev_np(status));
 	rpid = -1;
 	close(rsock[1]);
-	rsock[1] = -1;
+	close(lsock[1]);
+	rsock[1] = lsock[1] = -1;
+	namecache_clear();
 	return 1;
 }
 

@@ -321,6 +321,9 @@ dispatch(struct server *s, uint64_t data, int64_t now)
 		if (!s->stopping)
 			agent_ready(s, i, now);
 		break;
+	case EV_NAMES:
+		resolver_reports(now);
+		break;
 	}
 }
 
@@ -391,6 +394,9 @@ events_setup(struct server *s)
 	for (i = 0; i < agent_count(); i++)
 		if (clients_watch(s, agent_fd_at(i), EV_AGENT, i) == -1)
 			return -1;
+	if (resolver_reports_fd() != -1 &&
+	    clients_watch(s, resolver_reports_fd(), EV_NAMES, 0) == -1)
+		return -1;
 	s->accepting = 1;
 	linger_init(s->lingers, s->epfd, EV_LINGER);
 	return 0;

@@ -309,8 +309,16 @@ struct names_answer {
 	uint8_t		 status;	/* enum name_status */
 	char		 name[NAME_LOG_MAX];	/* escaped, for the log */
 };
+/* From the resolver to the parent: what it found for an address and will
+ * remember for ttl_ms (resolver.c). */
+struct names_learned {
+	struct names_query	 q;
+	struct names_answer	 a;
+	int32_t			 ttl_ms;
+};
 void	 names_query_init(struct names_query *, const struct sockaddr_storage *);
 void	 names_lookup(const struct names_query *, struct names_answer *);
+int	 names_answer_valid(const struct names_answer *);
 int	 names_ask(int, const struct sockaddr_storage *, int, int64_t,
 	    struct names_answer *);
 
@@ -321,11 +329,14 @@ pid_t	 resolver_pid(void);
 void	 resolver_forget(int);
 int	 resolver_reaped(pid_t, int, int);
 void	 resolver_check(void);
+int	 resolver_reports_fd(void);
+void	 resolver_reports(int64_t);
 
 /* resolver-sandbox.c */
 int	 resolver_sandbox(void);
 
-/* namecache.c: the resolver's memory of names. */
+/* namecache.c: the memory of names, the resolver's and the parent's. */
+int	 namecache_init(void);
 int	 namecache_get(const struct names_query *, int64_t,
 	    struct names_answer *);
 void	 namecache_put(const struct names_query *, const struct names_answer *,
@@ -345,6 +356,8 @@ struct child_ctx {
 						   NULL */
 	int				 namefd; /* the resolver; -1: none */
 	int				 nocache; /* ask it not to remember */
+	int				 remembered; /* name from the parent's
+						   memory */
 };
 void	 child_ctx_init(struct child_ctx *, int, const struct sockaddr_storage *,
 	    const char *, const struct conf *, char *, int64_t);

@@ -4,10 +4,10 @@
 # wait_until are single-quoted on purpose (evaluated later); each @test runs
 # in its own subshell, so its assignments are meant to stay there.
 # shellcheck disable=SC2154,SC2016,SC2030,SC2031
-# resolve-cache: the parent remembers the name a child looked up for a
-# client's exact address and hands it to the next children from that
-# address, which log `name of ADDR from the cache` (with -v) and skip the
-# lookup.  Off with resolve-cache 0 or resolve no, never behind a balancer,
+# resolve-cache: the resolver remembers the name it looked up for a
+# client's exact address and tells the parent, which hands it to the next
+# children from that address at their fork; they log `name of ADDR from the
+# cache` (with -v) and ask nothing.  Off with resolve-cache 0 or resolve no, never behind a balancer,
 # forgotten on SIGHUP and after resolve-cache seconds.  Clients come one
 # after the other: each waits for its child's end line, so the log's order
 # is the children's order.  The name of 127.0.0.1 is whatever the resolver
@@ -92,6 +92,25 @@ assert_hits() {
 	conn2=$(line_of "^Connection from .* \\[127\\.0\\.0\\.1\\] $p2\$")
 	[ "$hit" -gt "$end1" ] && [ "$hit" -lt "$conn2" ] ||
 	    fail "cache line $hit is not between line $end1 (end of the first) and line $conn2"
+}
+
+@test "resolve-cache: a remembered name comes from the parent: with the resolver stopped, the child still has it at once" {
+	local worker name1
+	start_daemon -v
+	serve_one
+	name1=$(conn_name "$CPORT")
+	[ -n "$name1" ] || fail "no Connection from line for port $CPORT"
+	[ "$name1" != 127.0.0.1 ] || skip "127.0.0.1 has no name on this machine"
+	# The resolver's worker is the child of its supervisor, the parent's
+	# only child now.
+	worker=$(children_of "$(children_of "$DAEMON_PID")")
+	[ -n "$worker" ] || fail "no resolver worker"
+	kill -STOP "$worker"
+	# A child that asked would wait 2 s for nothing and log the address.
+	serve_one
+	kill -CONT "$worker"
+	assert_equal "$(conn_name "$CPORT")" "$name1"
+	assert_hits 1
 }
 
 @test "resolve-cache: only the exact address: 127.0.0.2 does not get 127.0.0.1's name" {
