@@ -101,9 +101,9 @@ assert_hits() {
 	name1=$(conn_name "$CPORT")
 	[ -n "$name1" ] || fail "no Connection from line for port $CPORT"
 	[ "$name1" != 127.0.0.1 ] || skip "127.0.0.1 has no name on this machine"
-	# The resolver's worker is the child of its supervisor, the parent's
-	# only child now.
-	worker=$(children_of "$(children_of "$DAEMON_PID")")
+	# The resolver's worker is the parent's only grandchild: the child of
+	# the resolver's supervisor (a served child may still be exiting).
+	worker=$(for c in $(children_of "$DAEMON_PID"); do children_of "$c"; done)
 	[ -n "$worker" ] || fail "no resolver worker"
 	kill -STOP "$worker"
 	# A child that asked would wait 2 s for nothing and log the address.
