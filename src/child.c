@@ -87,30 +87,33 @@ reset_signals(void)
 }
 
 /*
- * The client's name for the log: asked of the resolver process (names.c),
- * at most NAMES_WAIT_MS and inside the client's timeout, else the address.
- * A PTR name that does not map back to the address is not used; with -v one
- * line says so, and one that the name came from the parent's memory.  The resolver's socket is closed before a byte from the
- * client is read (behind a balancer, before the line is).
+ * The client's name for the log: from the parent's memory, else asked of
+ * the resolver process (names.c) on the socketpair sv made before the
+ * filter (NULL: nothing to ask), at most NAMES_WAIT_MS and inside the
+ * client's timeout; else the address.  A PTR name that does not map back
+ * to the address is not used; with -v one line says so, and one that the
+ * name came from the parent's memory.  The resolver's socket is closed
+ * before the client's line is read.
  */
 static void
 client_name(const struct child_ctx *cx, const struct sockaddr_storage *peer,
-    const char *ip, char *name, size_t len)
+    const char *ip, int *sv, char *name, size_t len)
 {
 	struct names_answer	 got;
 	const struct names_answer *a = cx->name;
 	int64_t			 deadline;
 
 	strlcpy(name, ip, len);
-	if (a == NULL && cx->namefd != -1) {
+	if (sv != NULL) {
 		deadline = cx->start + cx->conf->timeout * 1000LL;
 		if (clock_ms() + NAMES_WAIT_MS < deadline)
 			deadline = clock_ms() + NAMES_WAIT_MS;
-		if (names_ask(cx->namefd, peer, cx->nocache, deadline,
+		if (names_ask(cx->namefd, sv, peer, cx->nocache, deadline,
 		    &got) == 0)
 			a = &got;
-		close(cx->namefd);
 	}
+	if (cx->namefd != -1)
+		close(cx->namefd);
 	if (a == NULL)
 		return;
 	if (cx->remembered)
@@ -174,7 +177,7 @@ child_main(const struct child_ctx *cx)
 	const char		*ip = cx->ip;
 	char			 realip[INET6_ADDRSTRLEN];
 	char			 name[NAME_LOG_MAX], esc[NAME_LOG_MAX];
-	int			 port, lookup;
+	int			 port, sv[2], *ask = NULL;
 	pid_t			 self;
 	int64_t			 end;
 
@@ -185,11 +188,13 @@ child_main(const struct child_ctx *cx)
 		_exit(OUTCOME_ERROR);
 	}
 	alarm(cx->conf->timeout + SE_WATCHDOG_SLACK);
-	/* Sandboxed before reading a byte, unless the resolver is to be asked:
-	 * that takes a socketpair and a sendmsg(2) with SCM_RIGHTS, which the
-	 * child's own filter forbids, so it comes first. */
-	lookup = cx->namefd != -1 && cx->name == NULL;
-	if (!lookup && sandbox_enter() == -1)
+	/* Sandboxed before reading a byte.  Asking the resolver takes a
+	 * socketpair, which the child's own filter forbids: it is made first,
+	 * and the question is sent on the resolver's socket, the one the
+	 * filter allows sendmsg(2) on. */
+	if (cx->namefd != -1 && cx->name == NULL && names_open(sv) == 0)
+		ask = sv;
+	if (sandbox_enter() == -1)
 		_exit(OUTCOME_ERROR);
 	if (cx->ctl != -1) {
 		child_handoff(cx, &real);
@@ -198,11 +203,9 @@ child_main(const struct child_ctx *cx)
 	}
 	port = addr_port(peer);
 	setproctitle("client %s port %d", ip, port);
-	client_name(cx, peer, ip, name, sizeof(name));
+	client_name(cx, peer, ip, ask, name, sizeof(name));
 	if (cx->conf->log_clients == LOG_CLIENTS_ALL)
 		log_info("Connection from %s [%s] %d", name, ip, port);
-	if (lookup && sandbox_enter() == -1)
-		_exit(OUTCOME_ERROR);
 	session_run(cx->fd, cx->buf, cx->conf->max_line,
 	    cx->start + cx->conf->timeout * 1000LL, &res);
 	end = clock_ms();

@@ -338,6 +338,7 @@ main(int argc, char *argv[])
 	title_parent(lfd, nlfd);
 	if (conf.resolve && resolver_start(&conf) == -1)
 		exit(1);
+	sandbox_child_asks(resolver_fd());
 	if (sandbox_parent(daemon_pidfile_dirfd(pf), metrics_dirfd(),
 	    metrics_open_flags()) == -1)
 		exit(1);

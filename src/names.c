@@ -10,8 +10,9 @@
  * (resolver.c), never in a child: glibc's NSS loads modules lazily, and
  * in a sandboxed child a module's constructor (libcap's prctl() in
  * mymachines and myhostname) would kill it.  A child only asks
- * (names_ask): one datagram carrying the address and one end of a fresh
- * socketpair, on which the answer comes back, or nothing within the bound.
+ * (names_ask): one datagram carrying the address and one end of a
+ * socketpair made before its filter (names_open), on which the answer
+ * comes back, or nothing within the bound.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -161,25 +162,35 @@ send_query(int fd, struct names_query *q, int sv)
 }
 
 /*
- * In a child: ask the resolver on fd for the name of ss and wait for the
- * answer until deadline (ms, monotonic).  nocache: the resolver is not to
- * remember it.  0 with the answer in a, or -1 (no resolver, no answer in
- * time, or a full queue: the client is then logged by its address).
+ * In a child, before its filter (which refuses new descriptors): the
+ * socketpair on which the answer is to come, into sv.  -1 on error.
  */
 int
-names_ask(int fd, const struct sockaddr_storage *ss, int nocache,
+names_open(int sv[2])
+{
+	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
+}
+
+/*
+ * In a child, under its filter: ask the resolver on fd for the name of ss,
+ * with sv[1] for the answer (names_open), and wait for the answer on sv[0]
+ * until deadline (ms, monotonic); both are closed.  nocache: the resolver
+ * is not to remember it.  0 with the answer in a, or -1 (no resolver, no
+ * answer in time, or a full queue: the client is then logged by its
+ * address).
+ */
+int
+names_ask(int fd, int sv[2], const struct sockaddr_storage *ss, int nocache,
     int64_t deadline, struct names_answer *a)
 {
 	struct names_query	 q;
 	struct pollfd		 pfd;
 	int64_t			 left;
 	ssize_t			 n = -1;
-	int			 sv[2], rv;
+	int			 rv;
 
 	names_query_init(&q, ss);
 	q.nocache = nocache != 0;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
-		return -1;
 	rv = send_query(fd, &q, sv[1]);
 	close(sv[1]);
 	pfd.fd = sv[0];

@@ -415,6 +415,7 @@ resolver_reaped(pid_t pid, int code, int status)
 		log_warnx("resolver %ld killed by signal SIG%s: clients are "
 		    "logged by address", (long)pid, sigabbrev_np(status));
 	rpid = -1;
+	sandbox_child_asks(-1);	/* before the number can be another's */
 	close(rsock[1]);
 	close(lsock[1]);
 	rsock[1] = lsock[1] = -1;

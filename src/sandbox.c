@@ -57,6 +57,7 @@
 static int	 sandbox_off;		/* under valgrind */
 static int	 sandbox_on;		/* the filter is installed */
 static int	 sandbox_unlink;	/* unlinkat(2) confined by Landlock */
+static int	 child_asks = -1;	/* the resolver's socket for children */
 
 /* Valgrind runs its own system calls in the process: no sandbox there. */
 int
@@ -246,7 +247,7 @@ static const int child_refused[] = {
 	__NR_accept4, __NR_accept,
 };
 
-enum label { L_NEXT, L_FCNTL, L_KILL, L_EPERM, L_ALLOW, L_MAX };
+enum label { L_NEXT, L_SENDTO, L_FCNTL, L_KILL, L_EPERM, L_ALLOW, L_MAX };
 
 #define CHILD_MAX	64
 
@@ -292,10 +293,13 @@ child_link(void)
 #define JEQ(k, t, f)	emit(BPF_JMP | BPF_JEQ | BPF_K, (k), (t), (f))
 
 /*
- * Build the child's program, once, in the parent.  Arguments are 32-bit
- * ints for every call checked here (the kernel ignores the upper half), so
- * the lower half is what is compared.  send(2) is sendto(2) without an
- * address: one given would reach any datagram socket on the machine.
+ * Build the child's program in the parent, at start and when the resolver
+ * is gone.  Arguments are 32-bit ints for every call checked here (the
+ * kernel ignores the upper half), so the lower half is what is compared.
+ * send(2) is sendto(2) without an address: one given would reach any
+ * datagram socket on the machine.  sendmsg(2) is allowed on the resolver's
+ * socket only, which is connected: a SOCK_SEQPACKET socket ignores any
+ * address, so it reaches the resolver and nothing else.
  */
 static void
 child_build(void)
@@ -311,6 +315,12 @@ child_build(void)
 		JEQ(child_allowed[i], L_ALLOW, L_NEXT);
 	for (i = 0; i < sizeof(child_refused) / sizeof(child_refused[0]); i++)
 		JEQ(child_refused[i], L_EPERM, L_NEXT);
+	if (child_asks != -1) {
+		JEQ(__NR_sendmsg, L_NEXT, L_SENDTO);
+		LD(ARG_LO(0));
+		JEQ((uint32_t)child_asks, L_ALLOW, L_KILL);
+	}
+	place(L_SENDTO);
 	JEQ(__NR_sendto, L_NEXT, L_FCNTL);
 	LD(ARG_LO(5));
 	JEQ(0, L_ALLOW, L_KILL);
@@ -399,6 +409,21 @@ sandbox_parent(int unlink_dirfd, int metrics_dirfd, int metrics_flags)
 	(void)metrics_dirfd;
 	(void)metrics_flags;
 	return 0;
+#endif
+}
+
+/*
+ * The resolver's socket, on which a child may send its question (with
+ * sendmsg(2), for the answer's socket) after its filter is on; -1 when
+ * there is none, or no more: the next children's filter allows it nowhere.
+ */
+void
+sandbox_child_asks(int fd)
+{
+	child_asks = fd;
+#ifdef SANDBOX_SECCOMP
+	if (child_prog.len > 0)
+		child_build();
 #endif
 }
 

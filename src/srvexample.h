@@ -216,6 +216,7 @@ int	 notify_fd(void);
 /* sandbox.c */
 int	 sandbox_parent(int, int, int);
 int	 sandbox_enter(void);
+void	 sandbox_child_asks(int);
 int	 sandbox_active(void);
 int	 sandbox_may_unlink(void);
 int	 sandbox_under_valgrind(void);
@@ -319,7 +320,8 @@ struct names_learned {
 void	 names_query_init(struct names_query *, const struct sockaddr_storage *);
 void	 names_lookup(const struct names_query *, struct names_answer *);
 int	 names_answer_valid(const struct names_answer *);
-int	 names_ask(int, const struct sockaddr_storage *, int, int64_t,
+int	 names_open(int [2]);
+int	 names_ask(int, int [2], const struct sockaddr_storage *, int, int64_t,
 	    struct names_answer *);
 
 /* resolver.c (the parent's side) */

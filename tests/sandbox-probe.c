@@ -43,6 +43,7 @@
 
 static pid_t	 parent_pid;	/* the sandboxed parent, for its children */
 static int	 piddir_fd = -1;	/* what the filter was built for */
+static int	 resolver_sock = -1;	/* the resolver's socket (sendmsg-*) */
 
 /* What a child of the daemon does: I/O on the descriptors it holds. */
 static int
@@ -196,7 +197,10 @@ try_send_addressed(const char *name)
 	if (strcmp(name, "sendto-addr") == 0)
 		return sendto(STDOUT_FILENO, "x", 1, 0,
 		    (struct sockaddr *)&sun, sizeof(sun));
-	return sendmsg(STDOUT_FILENO, &mh, 0);
+	/* On the resolver's socket, the address is ignored. */
+	if (strcmp(name, "sendmsg-resolver") == 0)
+		return sendmsg(resolver_sock, &mh, 0);
+	return sendmsg(STDOUT_FILENO, &mh, 0);	/* sendmsg, sendmsg-beside */
 }
 
 /* fcntl(2) that would make the kernel signal another process. */
@@ -330,7 +334,7 @@ parent(const char *name)
 {
 	struct passwd	*pw;
 	const char	*dir = getenv("PROBE_PIDDIR");
-	int		 status;
+	int		 status, rs[2];
 	pid_t		 pid;
 
 	if (geteuid() == 0 && ((pw = getpwnam("nobody")) == NULL ||
@@ -340,6 +344,13 @@ parent(const char *name)
 		_exit(91);
 	if (dir != NULL && (piddir_fd = open(dir, O_PATH | O_DIRECTORY)) == -1)
 		_exit(95);
+	/* The resolver's socket, where children may send their question. */
+	if (strncmp(name, "sendmsg-", 8) == 0) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, rs) == -1)
+			_exit(96);
+		resolver_sock = rs[1];
+		sandbox_child_asks(resolver_sock);
+	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
 	    sandbox_parent(piddir_fd, -1, 0) == -1)
 		_exit(92);

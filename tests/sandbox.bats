@@ -93,6 +93,27 @@ probe() {
 	assert_serves
 }
 
+@test "sandbox: behind a balancer, with a name to look up, the child has its own filter before it reads the header" {
+	local child
+	require_sandbox
+	start_daemon -o resolve=yes -o proxy-protocol=yes -o proxy-from=127.0.0.1
+	# The balancer connects and sends nothing yet: the child waits for the
+	# PROXY header, which only it reads, and whose client it must name.
+	hold_client
+	child=$(child_for_port "$HOLD_PORT" 30)
+	[ "$(proc_status "$child" Seccomp_filters)" = 2 ] ||
+	    fail "child Seccomp_filters before the header: $(proc_status "$child" Seccomp_filters)"
+	release_client || true
+	# And a whole exchange through it still names its client.
+	run client --expect 'You said:hello\n' \
+	    "PROXY TCP4 127.0.0.1 127.0.0.1 5555 $PORT\r\nhello\n"
+	assert_success
+	wait_for_log '^Connection from [^ ]+ \[127\.0\.0\.1\] 5555$'
+	wait_for_log '^end client=127\.0\.0\.1 port=5555 .* outcome=ok '
+	daemon_stats
+	[ "$(stats_value crashed)" -eq 0 ]
+}
+
 @test "sandbox: a whole exchange with name lookup works under the filter" {
 	require_sandbox
 	start_daemon -o resolve=yes
@@ -240,6 +261,9 @@ client_fd() {
 	require_sandbox
 	probe sendto-addr 'killed by SIGSYS'
 	probe sendmsg 'killed by SIGSYS'
+	# With a resolver: on its socket only (an address given is ignored).
+	probe sendmsg-resolver ok
+	probe sendmsg-beside 'killed by SIGSYS'
 	probe alarm 'killed by SIGSYS'
 	probe unlink 'killed by SIGSYS'
 	probe dup 'killed by SIGSYS'
@@ -249,6 +273,7 @@ client_fd() {
 	local dir
 	require_sandbox
 	make_piddir
+	make_world_tmpdir	# for a normal user too: not the pidfile's
 	dir=$WORLD_TMPDIR/other
 	mkdir "$dir"
 	[ "$(id -u)" != 0 ] || chown nobody:nogroup "$dir"
