@@ -327,6 +327,18 @@ sandbox_off() {
 	fi
 }
 
+# skip_under_sanitizers WHAT: skip a bound on CPU or memory in the
+# ASan/UBSan build, whose runtime (shadow memory, its allocator) is what such
+# a bound would then measure; make check runs it in the normal build.
+skip_under_sanitizers() {
+	local f
+	for f in "${top_builddir:-}/config.h" "$TESTS_DIR/../config.h"; do
+		if [ -f "$f" ] && grep -q '^#define SANITIZERS 1' "$f"; then
+			skip "$1: not in the sanitizer build (make check runs it)"
+		fi
+	done
+}
+
 # skip_under_valgrind_load: skip a load test (hundreds of clients, or a
 # deadline of seconds) under valgrind, whose children run tens of times
 # slower on two cores: it measures valgrind's capacity, not memory errors.
