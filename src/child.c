@@ -35,25 +35,9 @@ child_outcome_name(enum outcome o)
 static int
 close_inherited(int keep0, int keep1, int keep2, int keep3)
 {
-	int	 keep[4] = { keep0, keep1, keep2, keep3 }, t, i, j;
-	unsigned int lo = 3;
+	int	 keep[4] = { keep0, keep1, keep2, keep3 };
 
-	for (i = 0; i < 4; i++)		/* sort the four */
-		for (j = i + 1; j < 4; j++)
-			if (keep[j] < keep[i]) {
-				t = keep[i];
-				keep[i] = keep[j];
-				keep[j] = t;
-			}
-	for (i = 0; i < 4; i++) {
-		if (keep[i] < (int)lo)	/* -1, stdio or a duplicate */
-			continue;
-		if ((unsigned int)keep[i] > lo &&
-		    close_range(lo, keep[i] - 1, 0) == -1)
-			return -1;
-		lo = keep[i] + 1;
-	}
-	return close_range(lo, ~0U, 0);
+	return fds_close_except(keep, 4);
 }
 
 /*

@@ -281,28 +281,14 @@ close_pair(int *p)
 	p[0] = p[1] = -1;
 }
 
-/* Close every descriptor but stdio, a, b and c (-1: none). */
+/* Close every descriptor but stdio, a, b and c (-1: none); on a kernel
+ * without close_range(2) the resolver keeps what it inherited. */
 static void
 close_but(int a, int b, int c)
 {
-	int		 keep[3] = { a, b, c }, t, i, j;
-	unsigned int	 lo = 3;
+	int	 keep[3] = { a, b, c };
 
-	for (i = 0; i < 3; i++)		/* sort the three */
-		for (j = i + 1; j < 3; j++)
-			if (keep[j] < keep[i]) {
-				t = keep[i];
-				keep[i] = keep[j];
-				keep[j] = t;
-			}
-	for (i = 0; i < 3; i++) {
-		if (keep[i] < (int)lo)
-			continue;
-		if ((unsigned int)keep[i] > lo)
-			close_range(lo, keep[i] - 1, 0);
-		lo = keep[i] + 1;
-	}
-	close_range(lo, ~0U, 0);
+	(void)fds_close_except(keep, 3);
 }
 
 /*

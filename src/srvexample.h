@@ -287,6 +287,9 @@ const char *verdict_line(enum verdict);
 /* inetd.c */
 int	 inetd_serve(const struct conf *, const struct privdrop *);
 
+/* fds.c */
+int	 fds_close_except(int *, int);
+
 /* names.c: a client's name, forward-confirmed, and how a child asks the
  * resolver process for it. */
 #define NAMES_WAIT_MS	2000	/* the whole lookup, PTR and A/AAAA */
